@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "hoptrace",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "hoptrace", targets: ["hoptrace"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The shared ABI header (records, segments, counters), used by BPF, C and the tests.
+        .target(name: "CHoptraceABI"),
+        // The only code that touches libbpf; embeds the precompiled BPF object (skeleton).
+        .target(
+            name: "CHoptraceBPF",
+            dependencies: ["CHoptraceABI"],
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        // setns() for Swift (Glibc hides it behind _GNU_SOURCE).
+        .target(name: "CHoptraceNetns"),
+        // Pure Swift: records, flows, hops, histograms, names, reports. No C, no CLI.
+        .target(name: "HoptraceCore"),
+        // Owns the loaded BPF object, its links and the drain thread.
+        .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "CHoptraceBPF"]),
+        // Namespace labs and built-in traffic for demo, tests and benchmarks.
+        .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "CHoptraceNetns"]),
+        .target(
+            name: "HoptraceCLI",
+            dependencies: [
+                "HoptraceCore", "HoptraceTracer", "HoptraceLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "hoptrace", dependencies: ["HoptraceCLI"]),
+        .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "HoptraceIntegrationTests",
+            dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,81 @@
+/* hoptrace ABI: the one definition of what crosses the kernel/user boundary.
+ *
+ * Included by the BPF programs (bpf/hoptrace.bpf.c), the C module over libbpf
+ * (Sources/CHoptraceBPF) and, for layout checks only, the Swift tests. The Swift
+ * core decodes records by the offsets below and a test asserts they match this
+ * header, so a change here without a version bump fails the build's tests.
+ *
+ * Fixed-width types only; every struct is padded explicitly so BPF (clang
+ * -target bpf) and the host compiler agree on the layout.
+ */
+#ifndef HOPTRACE_ABI_H
+#define HOPTRACE_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bump on any change to a struct or enum below. */
+#define HT_ABI_VERSION 1
+
+/* Segments of a hop, in the order a packet crosses them. */
+enum ht_segment {
+	HT_SEG_FORWARD = 0, /* arrival in a namespace -> queued on the next device (bridge/routing) */
+	HT_SEG_QDISC = 1,   /* net_dev_queue -> net_dev_start_xmit on the sending device */
+	HT_SEG_VETH = 2,    /* start_xmit -> netif_rx/GRO entry on the peer (driver crossing) */
+	HT_SEG_BACKLOG = 3, /* netif_rx -> netif_receive_skb (wait for the NET_RX softirq) */
+	HT_SEG_DELIVER = 4, /* netif_receive_skb -> first copy to the application */
+	HT_SEG_COUNT = 5,
+};
+
+enum ht_record_kind {
+	HT_REC_HOP = 1,     /* the packet left from_* and arrived at to_* */
+	HT_REC_DELIVER = 2, /* the application read the packet in to_netns (only HT_SEG_DELIVER set) */
+};
+
+enum ht_record_flags {
+	HT_F_FIRST_HOP = 1,  /* first hop seen of this packet: count packets here */
+	HT_F_NO_RX = 2,      /* the peer's rx hook did not fire (veth+backlog merged into backlog) */
+	HT_F_IPV6 = 4,
+};
+
+/* IPv4 addresses occupy the first 4 bytes of saddr/daddr. Ports in host order. */
+struct ht_flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family; /* 4 or 6; 0 = not IP */
+	__u8 pad[2];
+};
+
+/* One record per packet per completed hop (or per delivery). 96 bytes. */
+struct ht_hop_record {
+	__u64 ts_ns;                  /* CLOCK_MONOTONIC when the hop started */
+	__u32 seg_ns[HT_SEG_COUNT];   /* duration of each segment, 0 if not crossed */
+	__u32 len;                    /* skb->len when tracking started */
+	__u32 from_netns;             /* netns inode the packet left */
+	__u32 to_netns;               /* netns inode the packet arrived in */
+	__u32 from_ifindex;           /* device it was queued on (in from_netns) */
+	__u32 to_ifindex;             /* device it was received on (in to_netns) */
+	__u16 gso_segs;               /* wire packets this skb stands for (>= 1) */
+	__u8 kind;                    /* enum ht_record_kind */
+	__u8 flags;                   /* enum ht_record_flags */
+	__u16 cpu;                    /* CPU that completed the hop */
+	__u16 hop_index;              /* 0 for the packet's first hop */
+	struct ht_flow_key flow;
+};
+
+/* Per-CPU counters, index into the `counters` map. */
+enum ht_counter {
+	HT_CTR_LOST = 0,        /* records that could not be reserved in the ring buffer */
+	HT_CTR_TRACKED = 1,     /* packets whose tracking started */
+	HT_CTR_SAMPLED_OUT = 2, /* packets skipped by 1-in-N sampling */
+	HT_CTR_BELOW_MIN = 3,   /* hops not emitted: total below min_latency_ns */
+	HT_CTR_STALE = 4,       /* per-packet state found stale or reused and restarted */
+	HT_CTR_RECORDS = 5,     /* records submitted */
+	HT_CTR_COUNT = 6,
+};
+
+#endif /* HOPTRACE_ABI_H */

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Thin layer over libbpf 1.1 (Debian 12). See include/hoptrace_bpf.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "hoptrace_bpf.h"
+#include "hoptrace.skel.h"
+
+/* Attach types of tcx links (kernel 6.6+). Debian's libbpf 1.1 headers predate
+ * them, but bpf_link_create passes unknown attach types through unchanged. */
+#define HT_BPF_TCX_INGRESS 46
+#define HT_BPF_TCX_EGRESS 47
+/* Handle and priority of our clsact filters, fixed so a later run can find and
+ * remove what a killed one left ("HT" and a priority no tool picks by default). */
+#define HT_TC_HANDLE 0x4854
+#define HT_TC_PRIORITY 0x4854
+
+#define HT_MAX_LINKS 1024
+
+struct ht_clsact {
+	char netns_path[256];
+	char ifname[IF_NAMESIZE];
+	int ingress;
+};
+
+struct ht_tracer {
+	struct hoptrace_bpf *skel;
+	struct bpf_link *tp_links[16];
+	int ntp_links;
+	int links[HT_MAX_LINKS]; /* tcx link fds */
+	int nlinks;
+	struct ht_clsact clsact[HT_MAX_LINKS];
+	int nclsact;
+	/* ring buffer reader: consumer page (rw) and producer page + data twice (ro) */
+	int ring_fd;
+	int epoll_fd;
+	size_t ring_size;
+	size_t page_size;
+	unsigned long *consumer_pos;
+	unsigned long *producer_pos;
+	unsigned char *ring_data;
+};
+
+static int fail(struct ht_error *err, int code, const char *call)
+{
+	if (code > 0)
+		code = -code;
+	if (code == 0)
+		code = -EINVAL;
+	if (err) {
+		err->code = code;
+		snprintf(err->call, sizeof(err->call), "%s", call);
+	}
+	return code;
+}
+
+static void ok(struct ht_error *err)
+{
+	if (err) {
+		err->code = 0;
+		err->call[0] = '\0';
+	}
+}
+
+size_t ht_record_size(void)
+{
+	return sizeof(struct ht_hop_record);
+}
+
+static int ring_map(struct ht_tracer *t, struct ht_error *err)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	void *p;
+
+	t->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	t->ring_fd = bpf_map__fd(t->skel->maps.events);
+	t->ring_size = bpf_map__max_entries(t->skel->maps.events);
+	p = mmap(NULL, t->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, t->ring_fd, 0);
+	if (p == MAP_FAILED)
+		return fail(err, errno, "mmap(ringbuf consumer)");
+	t->consumer_pos = p;
+	/* the data area is mapped twice in a row, so a record never wraps */
+	p = mmap(NULL, t->page_size + 2 * t->ring_size, PROT_READ, MAP_SHARED, t->ring_fd,
+		 (off_t)t->page_size);
+	if (p == MAP_FAILED)
+		return fail(err, errno, "mmap(ringbuf producer)");
+	t->producer_pos = p;
+	t->ring_data = (unsigned char *)p + t->page_size;
+	t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (t->epoll_fd < 0)
+		return fail(err, errno, "epoll_create1");
+	if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->ring_fd, &ev) < 0)
+		return fail(err, errno, "epoll_ctl(ringbuf)");
+	return 0;
+}
+
+int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_error *err)
+{
+	struct ht_tracer *t;
+	int rc;
+
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return fail(err, ENOMEM, "calloc");
+	t->ring_fd = -1;
+	t->epoll_fd = -1;
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	t->skel = hoptrace_bpf__open();
+	if (!t->skel) {
+		rc = fail(err, errno, "bpf_object__open(embedded)");
+		free(t);
+		return rc;
+	}
+	t->skel->rodata->sample_every = knobs->sample_every ? knobs->sample_every : 1;
+	t->skel->rodata->min_latency_ns = knobs->min_latency_ns;
+	if (knobs->wakeup_bytes)
+		t->skel->rodata->wakeup_bytes = knobs->wakeup_bytes;
+	if (knobs->max_state_age_ns)
+		t->skel->rodata->max_state_age_ns = knobs->max_state_age_ns;
+	if (knobs->max_packets &&
+	    (rc = bpf_map__set_max_entries(t->skel->maps.pkts, knobs->max_packets))) {
+		ht_close(t);
+		return fail(err, rc, "bpf_map__set_max_entries(pkts)");
+	}
+	if (knobs->ring_bytes &&
+	    (rc = bpf_map__set_max_entries(t->skel->maps.events, knobs->ring_bytes))) {
+		ht_close(t);
+		return fail(err, rc, "bpf_map__set_max_entries(events)");
+	}
+	rc = hoptrace_bpf__load(t->skel);
+	if (rc) {
+		ht_close(t);
+		return fail(err, rc, "bpf_object__load");
+	}
+	rc = ring_map(t, err);
+	if (rc) {
+		ht_close(t);
+		return rc;
+	}
+	*out = t;
+	ok(err);
+	return 0;
+}
+
+int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
+{
+	struct bpf_program *progs[] = {
+		t->skel->progs.ht_net_dev_queue,
+		t->skel->progs.ht_net_dev_start_xmit,
+		t->skel->progs.ht_netif_rx,
+		t->skel->progs.ht_napi_gro_receive_entry,
+		t->skel->progs.ht_netif_receive_skb,
+		t->skel->progs.ht_skb_copy_datagram_iovec,
+		t->skel->progs.ht_consume_skb,
+		t->skel->progs.ht_kfree_skb,
+	};
+	char call[64];
+
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		struct bpf_link *link;
+
+		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
+			return fail(err, E2BIG, "attach(too many links)");
+		link = bpf_program__attach(progs[i]);
+		if (!link) {
+			snprintf(call, sizeof(call), "bpf_program__attach(%s)", bpf_program__name(progs[i]));
+			return fail(err, errno, call);
+		}
+		t->tp_links[t->ntp_links++] = link;
+	}
+	ok(err);
+	return 0;
+}
+
+struct attach_job {
+	const char *netns_path;
+	const char *ifname;
+	int prog_fd[2];   /* ingress, egress */
+	int mode;
+	int sweep_only;
+	int link_fd[2];
+	int ifindex;
+	int used_mode;
+	int swept;
+	int code;
+	const char *call;
+};
+
+static int tc_attach_one(int ifindex, int prog_fd, int ingress)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = HT_TC_HANDLE, .priority = HT_TC_PRIORITY,
+			    .prog_fd = prog_fd);
+	int rc = bpf_tc_hook_create(&hook);
+
+	if (rc && rc != -EEXIST)
+		return rc;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static int tc_detach_one(int ifindex, int ingress)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = HT_TC_HANDLE, .priority = HT_TC_PRIORITY);
+
+	return bpf_tc_detach(&hook, &opts);
+}
+
+static void *attach_thread(void *arg)
+{
+	struct attach_job *j = arg;
+
+	j->link_fd[0] = j->link_fd[1] = -1;
+	if (j->netns_path) {
+		int ns = open(j->netns_path, O_RDONLY | O_CLOEXEC);
+
+		if (ns < 0) {
+			j->code = -errno;
+			j->call = "open(netns)";
+			return NULL;
+		}
+		/* setns on this thread only: the caller's threads stay where they are */
+		if (setns(ns, CLONE_NEWNET) < 0) {
+			j->code = -errno;
+			j->call = "setns(netns)";
+			close(ns);
+			return NULL;
+		}
+		close(ns);
+	}
+	j->ifindex = (int)if_nametoindex(j->ifname);
+	if (!j->ifindex) {
+		j->code = -ENODEV;
+		j->call = "if_nametoindex";
+		return NULL;
+	}
+	if (j->sweep_only) {
+		for (int dir = 0; dir < 2; dir++)
+			if (tc_detach_one(j->ifindex, dir == 0) == 0)
+				j->swept++;
+		return NULL;
+	}
+	if (j->mode != HT_ATTACH_CLSACT) {
+		for (int dir = 0; dir < 2; dir++) {
+			int type = dir == 0 ? HT_BPF_TCX_INGRESS : HT_BPF_TCX_EGRESS;
+
+			j->link_fd[dir] = bpf_link_create(j->prog_fd[dir], j->ifindex, type, NULL);
+			if (j->link_fd[dir] < 0) {
+				j->code = j->link_fd[dir];
+				j->call = "bpf_link_create(tcx)";
+				if (dir == 1) {
+					close(j->link_fd[0]);
+					j->link_fd[0] = -1;
+				}
+				j->link_fd[dir] = -1;
+				break;
+			}
+		}
+		if (j->code == 0) {
+			j->used_mode = HT_ATTACH_TCX;
+			return NULL;
+		}
+		/* only a kernel without tcx (EINVAL for the attach type) falls back */
+		if (j->mode == HT_ATTACH_TCX || j->code != -EINVAL)
+			return NULL;
+		j->code = 0;
+	}
+	for (int dir = 0; dir < 2; dir++) {
+		int rc = tc_attach_one(j->ifindex, j->prog_fd[dir], dir == 0);
+
+		if (rc) {
+			j->code = rc;
+			j->call = "bpf_tc_attach(clsact)";
+			if (dir == 1)
+				tc_detach_one(j->ifindex, 1);
+			return NULL;
+		}
+	}
+	j->used_mode = HT_ATTACH_CLSACT;
+	return NULL;
+}
+
+static int run_job(struct attach_job *j, struct ht_error *err)
+{
+	pthread_t th;
+	int rc = pthread_create(&th, NULL, attach_thread, j);
+
+	if (rc)
+		return fail(err, rc, "pthread_create");
+	pthread_join(th, NULL);
+	if (j->code)
+		return fail(err, j->code, j->call);
+	ok(err);
+	return 0;
+}
+
+int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
+		     struct ht_attachment *out, struct ht_error *err)
+{
+	struct attach_job j = {
+		.netns_path = netns_path, .ifname = ifname, .mode = mode,
+		.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
+			     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
+	};
+	int rc;
+
+	if (t->nlinks + 2 > HT_MAX_LINKS || t->nclsact + 2 > HT_MAX_LINKS)
+		return fail(err, E2BIG, "attach(too many devices)");
+	rc = run_job(&j, err);
+	if (rc)
+		return rc;
+	if (j.used_mode == HT_ATTACH_TCX) {
+		t->links[t->nlinks++] = j.link_fd[0];
+		t->links[t->nlinks++] = j.link_fd[1];
+	} else {
+		for (int dir = 0; dir < 2; dir++) {
+			struct ht_clsact *c = &t->clsact[t->nclsact++];
+
+			snprintf(c->netns_path, sizeof(c->netns_path), "%s", netns_path ? netns_path : "");
+			snprintf(c->ifname, sizeof(c->ifname), "%s", ifname);
+			c->ingress = dir == 0;
+		}
+	}
+	if (out) {
+		out->ifindex = j.ifindex;
+		out->mode = j.used_mode;
+	}
+	return 0;
+}
+
+int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error *err)
+{
+	struct attach_job j = { .netns_path = netns_path, .ifname = ifname, .sweep_only = 1 };
+	int rc = run_job(&j, err);
+
+	return rc ? rc : j.swept;
+}
+
+static inline unsigned long load_acquire(unsigned long *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* The kernel's ring buffer protocol (kernel/bpf/ringbuf.c): an 8-byte header whose
+ * length word carries BUSY while the producer writes and DISCARD for dropped
+ * records; records are 8-byte aligned. */
+#define RB_BUSY (1U << 31)
+#define RB_DISCARD (1U << 30)
+#define RB_HDR 8
+
+static long consume(struct ht_tracer *t, unsigned char *buf, size_t cap)
+{
+	unsigned long cons = *t->consumer_pos;
+	unsigned long prod = load_acquire(t->producer_pos);
+	size_t mask = t->ring_size - 1, n = 0;
+
+	while (cons < prod) {
+		unsigned char *hdr = t->ring_data + (cons & mask);
+		uint32_t len = __atomic_load_n((uint32_t *)hdr, __ATOMIC_ACQUIRE);
+		uint32_t size;
+
+		if (len & RB_BUSY)
+			break;
+		size = len & ~(RB_BUSY | RB_DISCARD);
+		if (!(len & RB_DISCARD)) {
+			if (n + size > cap)
+				break;
+			memcpy(buf + n, hdr + RB_HDR, size);
+			n += size;
+		}
+		cons += (size + RB_HDR + 7) & ~7UL;
+	}
+	__atomic_store_n(t->consumer_pos, cons, __ATOMIC_RELEASE);
+	return (long)n;
+}
+
+long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct ht_error *err)
+{
+	struct epoll_event ev;
+	long n = consume(t, buf, cap);
+
+	ok(err);
+	if (n > 0 || timeout_ms == 0)
+		return n;
+	if (epoll_wait(t->epoll_fd, &ev, 1, timeout_ms) < 0 && errno != EINTR)
+		return fail(err, errno, "epoll_wait(ringbuf)");
+	return consume(t, buf, cap);
+}
+
+uint64_t ht_ring_backlog(struct ht_tracer *t)
+{
+	return load_acquire(t->producer_pos) - load_acquire(t->consumer_pos);
+}
+
+int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint32_t zero = 0;
+	uint64_t *vals;
+	int rc;
+
+	if (ncpu <= 0)
+		return fail(err, ncpu, "libbpf_num_possible_cpus");
+	vals = calloc((size_t)ncpu, sizeof(uint64_t) * HT_CTR_COUNT);
+	if (!vals)
+		return fail(err, ENOMEM, "calloc");
+	rc = bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.counters), &zero, vals);
+	if (rc) {
+		free(vals);
+		return fail(err, errno, "bpf_map_lookup_elem(counters)");
+	}
+	memset(out, 0, sizeof(uint64_t) * HT_CTR_COUNT);
+	for (int cpu = 0; cpu < ncpu; cpu++)
+		for (int i = 0; i < HT_CTR_COUNT; i++)
+			out[i] += vals[cpu * HT_CTR_COUNT + i];
+	free(vals);
+	ok(err);
+	return 0;
+}
+
+int ht_enable_stats(struct ht_error *err)
+{
+	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+
+	if (fd < 0)
+		return fail(err, errno, "bpf_enable_stats");
+	ok(err);
+	return fd;
+}
+
+int ht_prog_stats(struct ht_tracer *t, struct ht_prog_stat *out, int max, struct ht_error *err)
+{
+	struct bpf_program *prog;
+	int n = 0;
+
+	bpf_object__for_each_program(prog, t->skel->obj) {
+		struct bpf_prog_info info = {};
+		uint32_t len = sizeof(info);
+
+		if (n >= max)
+			break;
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
+			return fail(err, errno, "bpf_obj_get_info_by_fd");
+		snprintf(out[n].name, sizeof(out[n].name), "%s", bpf_program__name(prog));
+		out[n].run_cnt = info.run_cnt;
+		out[n].run_time_ns = info.run_time_ns;
+		n++;
+	}
+	ok(err);
+	return n;
+}
+
+void ht_close(struct ht_tracer *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; i < t->ntp_links; i++)
+		bpf_link__destroy(t->tp_links[i]);
+	for (int i = 0; i < t->nlinks; i++)
+		close(t->links[i]);
+	for (int i = 0; i < t->nclsact; i += 2) {
+		struct ht_clsact *c = &t->clsact[i];
+
+		ht_sweep_clsact(c->netns_path[0] ? c->netns_path : NULL, c->ifname, NULL);
+	}
+	if (t->epoll_fd >= 0)
+		close(t->epoll_fd);
+	if (t->consumer_pos)
+		munmap(t->consumer_pos, t->page_size);
+	if (t->producer_pos)
+		munmap(t->producer_pos, t->page_size + 2 * t->ring_size);
+	hoptrace_bpf__destroy(t->skel);
+	free(t);
+}

@@ -1,0 +1,98 @@
+/* CHoptraceBPF: the only code that touches libbpf.
+ *
+ * Thin and policy-free: open the embedded BPF object, set its knobs, load, attach,
+ * drain the ring buffer into flat batches, read counters. Every failure returns a
+ * negative errno and names the call that failed in `struct ht_error`; Swift turns
+ * that into a typed error with a human message. The functions prefixed ht_ exist
+ * because Swift cannot use libbpf's skeleton macros, its variadic opts structs or
+ * a pthread that enters another network namespace.
+ */
+#ifndef HOPTRACE_BPF_H
+#define HOPTRACE_BPF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hoptrace_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ht_tracer; /* opaque: the loaded object, its links and the ring reader */
+
+struct ht_error {
+	int code;        /* negative errno, 0 on success */
+	char call[64];   /* the call that failed, e.g. "bpf_link_create(tcx)" */
+};
+
+struct ht_knobs {
+	uint32_t sample_every;      /* follow 1 packet in N */
+	uint32_t max_packets;       /* entries of the per-packet LRU map */
+	uint64_t min_latency_ns;    /* emit hops whose total is at least this */
+	uint64_t wakeup_bytes;      /* force a consumer wake-up past this backlog */
+	uint64_t max_state_age_ns;  /* per-packet state older than this is stale */
+	uint32_t ring_bytes;        /* ring buffer size, a power of two >= page size */
+	uint32_t pad;
+};
+
+enum ht_attach_mode {
+	HT_ATTACH_AUTO = 0,   /* tcx, clsact where the kernel has no tcx */
+	HT_ATTACH_TCX = 1,
+	HT_ATTACH_CLSACT = 2,
+};
+
+/* How a device ended up attached. */
+struct ht_attachment {
+	int ifindex;
+	int mode;    /* HT_ATTACH_TCX or HT_ATTACH_CLSACT */
+};
+
+struct ht_prog_stat {
+	char name[32];
+	uint64_t run_cnt;
+	uint64_t run_time_ns;
+};
+
+/* Open the embedded object, apply knobs, load it. */
+int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_error *err);
+
+/* Attach every tp_btf program. */
+int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err);
+
+/* Attach the tcx ingress and egress programs to `ifname` inside the network
+ * namespace at `netns_path` (NULL: the caller's). Runs on a short-lived thread that
+ * enters the namespace, so the caller's namespace never changes. */
+int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
+		     struct ht_attachment *out, struct ht_error *err);
+
+/* Remove clsact filters a killed hoptrace may have left on `ifname` (tcx links die
+ * with their process; clsact filters do not). Returns the number removed. */
+int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error *err);
+
+/* Copy up to `cap` bytes of whole records into `buf`, waiting up to `timeout_ms`
+ * for data if none is ready. Returns bytes copied (a multiple of the record size). */
+long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct ht_error *err);
+
+/* Bytes waiting in the ring buffer. */
+uint64_t ht_ring_backlog(struct ht_tracer *t);
+
+/* Sum of the per-CPU counters, `out` has HT_CTR_COUNT entries. */
+int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err);
+
+/* Turn on kernel run-time accounting of BPF programs; the returned fd keeps it on. */
+int ht_enable_stats(struct ht_error *err);
+
+/* Run counts and run time of each loaded program; returns how many were written. */
+int ht_prog_stats(struct ht_tracer *t, struct ht_prog_stat *out, int max, struct ht_error *err);
+
+/* Detach everything and free. Safe on NULL. */
+void ht_close(struct ht_tracer *t);
+
+/* The size of one record as compiled into the embedded object's ABI. */
+size_t ht_record_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOPTRACE_BPF_H */

@@ -1,0 +1,2 @@
+import ArgumentParser
+public struct HoptraceCommand: ParsableCommand { public init() {} }

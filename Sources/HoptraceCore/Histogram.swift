@@ -1,0 +1,112 @@
+/// A log-linear latency histogram: exact below `2^precisionBits`, then each power of
+/// two split into `2^(precisionBits-1)` buckets, so any value is reported within
+/// `2^-(precisionBits)` of itself (0.8 % at the default of 7 bits).
+///
+/// Memory is bounded by the largest value seen: at most
+/// `(65 - precisionBits) * 2^(precisionBits-1) + 2^(precisionBits-1)` counters.
+/// Histograms with the same precision merge exactly.
+public struct Histogram: Sendable, Equatable {
+    public let precisionBits: Int
+    public private(set) var counts: [UInt64] = []
+    public private(set) var count: UInt64 = 0
+    public private(set) var sum: UInt64 = 0
+    public private(set) var min: UInt64 = .max
+    public private(set) var max: UInt64 = 0
+
+    public init(precisionBits: Int = 7) {
+        precondition((2...16).contains(precisionBits), "precisionBits must be in 2...16")
+        self.precisionBits = precisionBits
+    }
+
+    @inline(__always)
+    func bucketIndex(_ value: UInt64) -> Int {
+        let exact = UInt64(1) << precisionBits
+        if value < exact { return Int(value) }
+        let msb = 63 - value.leadingZeroBitCount
+        let shift = msb - (precisionBits - 1)
+        return (shift << (precisionBits - 1)) + Int(value >> UInt64(shift))
+    }
+
+    /// The lowest and highest value that land in bucket `index`.
+    func bucketRange(_ index: Int) -> ClosedRange<UInt64> {
+        let exact = 1 << precisionBits
+        if index < exact { return UInt64(index)...UInt64(index) }
+        let half = 1 << (precisionBits - 1)
+        let shift = index / half - 1
+        let mantissa = UInt64(index - shift * half)
+        return (mantissa << UInt64(shift))...(((mantissa + 1) << UInt64(shift)) - 1)
+    }
+
+    @inline(__always)
+    public mutating func record(_ value: UInt64, count n: UInt64 = 1) {
+        let i = bucketIndex(value)
+        if i >= counts.count { counts.append(contentsOf: repeatElement(0, count: i + 1 - counts.count)) }
+        counts[i] &+= n
+        count &+= n
+        sum &+= value &* n
+        if value < min { min = value }
+        if value > max { max = value }
+    }
+
+    public mutating func merge(_ other: Histogram) {
+        precondition(other.precisionBits == precisionBits, "merging histograms of different precision")
+        if other.count == 0 { return }
+        if other.counts.count > counts.count {
+            counts.append(contentsOf: repeatElement(0, count: other.counts.count - counts.count))
+        }
+        for (i, c) in other.counts.enumerated() where c != 0 { counts[i] &+= c }
+        count &+= other.count
+        sum &+= other.sum
+        min = Swift.min(min, other.min)
+        max = Swift.max(max, other.max)
+    }
+
+    public var mean: Double { count == 0 ? 0 : Double(sum) / Double(count) }
+
+    /// The value at quantile `q` (0...1): the midpoint of the bucket holding the
+    /// `ceil(q * count)`-th smallest value, clamped to the exact min and max.
+    public func value(atQuantile q: Double) -> UInt64 {
+        if count == 0 { return 0 }
+        if q >= 1 { return max }
+        let rank = Swift.max(1, UInt64((q * Double(count)).rounded(.up)))
+        var seen: UInt64 = 0
+        for (i, c) in counts.enumerated() where c != 0 {
+            seen += c
+            if seen >= rank {
+                let r = bucketRange(i)
+                let mid = r.lowerBound + (r.upperBound - r.lowerBound) / 2
+                return Swift.min(Swift.max(mid, min), max)
+            }
+        }
+        return max
+    }
+
+    /// Bytes of counters held, for the memory bound.
+    public var footprintBytes: Int { counts.count * MemoryLayout<UInt64>.stride }
+}
+
+/// The summary every report prints for a latency: count, mean and percentiles.
+public struct LatencySummary: Codable, Sendable, Equatable {
+    public var count: UInt64
+    public var meanNs: UInt64
+    public var p50Ns: UInt64
+    public var p90Ns: UInt64
+    public var p99Ns: UInt64
+    public var p999Ns: UInt64
+    public var maxNs: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case count, meanNs = "mean_ns", p50Ns = "p50_ns", p90Ns = "p90_ns", p99Ns = "p99_ns"
+        case p999Ns = "p999_ns", maxNs = "max_ns"
+    }
+
+    public init(_ h: Histogram) {
+        count = h.count
+        meanNs = UInt64(h.mean.rounded())
+        p50Ns = h.value(atQuantile: 0.5)
+        p90Ns = h.value(atQuantile: 0.9)
+        p99Ns = h.value(atQuantile: 0.99)
+        p999Ns = h.value(atQuantile: 0.999)
+        maxNs = h.count == 0 ? 0 : h.max
+    }
+}

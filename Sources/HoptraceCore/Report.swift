@@ -1,0 +1,235 @@
+import Foundation
+
+/// Counters the kernel side keeps (ABI: `enum ht_counter`).
+public struct TracerCounters: Codable, Sendable, Equatable {
+    /// Records that could not be reserved in the ring buffer.
+    public var lost: UInt64 = 0
+    public var tracked: UInt64 = 0
+    public var sampledOut: UInt64 = 0
+    public var belowMinimum: UInt64 = 0
+    public var stale: UInt64 = 0
+    public var records: UInt64 = 0
+
+    public init() {}
+
+    /// From the raw counter array, in ABI order.
+    public init(raw: [UInt64]) {
+        func at(_ i: Int) -> UInt64 { i < raw.count ? raw[i] : 0 }
+        lost = at(0); tracked = at(1); sampledOut = at(2); belowMinimum = at(3); stale = at(4); records = at(5)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lost, tracked, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, records
+    }
+}
+
+/// How the trace was thinned.
+public struct Sampling: Codable, Sendable, Equatable {
+    /// One packet in `every` is followed.
+    public var every: UInt32
+    public var minLatencyNs: UInt64
+
+    public init(every: UInt32 = 1, minLatencyNs: UInt64 = 0) {
+        self.every = every
+        self.minLatencyNs = minLatencyNs
+    }
+
+    enum CodingKeys: String, CodingKey { case every, minLatencyNs = "min_latency_ns" }
+}
+
+/// What hoptrace itself cost while tracing.
+public struct TracerCost: Codable, Sendable, Equatable {
+    /// CPU time of the hoptrace process (user + system) as % of one CPU.
+    public var processCPUPercent: Double
+    /// Kernel time in hoptrace's BPF programs, as % of one CPU (from bpf_stats).
+    public var bpfCPUPercent: Double?
+    /// BPF run time per traced packet-hop, nanoseconds.
+    public var bpfNsPerRecord: Double?
+
+    public init(processCPUPercent: Double, bpfCPUPercent: Double? = nil, bpfNsPerRecord: Double? = nil) {
+        self.processCPUPercent = processCPUPercent
+        self.bpfCPUPercent = bpfCPUPercent
+        self.bpfNsPerRecord = bpfNsPerRecord
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case processCPUPercent = "process_cpu_percent", bpfCPUPercent = "bpf_cpu_percent"
+        case bpfNsPerRecord = "bpf_ns_per_record"
+    }
+}
+
+/// The namespace-hop report: what `trace` prints and `--json` emits.
+public struct Report: Codable, Sendable {
+    public struct EndpointReport: Codable, Sendable, Equatable {
+        public var netns: UInt32
+        public var netnsName: String
+        public var device: String
+        public var ifindex: UInt32
+
+        enum CodingKeys: String, CodingKey { case netns, netnsName = "netns_name", device, ifindex }
+    }
+
+    public struct HopReport: Codable, Sendable {
+        public var from: EndpointReport
+        public var to: EndpointReport
+        public var packets: UInt64
+        public var records: UInt64
+        public var segments: [String: LatencySummary]
+        public var total: LatencySummary
+    }
+
+    public struct FlowReport: Codable, Sendable {
+        public var flow: String
+        public var proto: String
+        public var source: String
+        public var destination: String
+        public var sourcePort: UInt16
+        public var destinationPort: UInt16
+        public var packets: UInt64
+        public var bytes: UInt64
+        public var hop: LatencySummary
+
+        enum CodingKeys: String, CodingKey {
+            case flow, proto, source, destination, sourcePort = "source_port"
+            case destinationPort = "destination_port", packets, bytes, hop
+        }
+    }
+
+    public var schemaVersion = 1
+    public var durationSeconds: Double
+    public var records: UInt64
+    public var hops: [HopReport]
+    public var flows: [FlowReport]
+    /// Flows folded into one aggregate when the flow table was full.
+    public var foldedFlows: UInt64
+    public var lostEvents: UInt64
+    public var sampling: Sampling
+    public var counters: TracerCounters
+    public var tracerCost: TracerCost?
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows
+        case foldedFlows = "folded_flows", lostEvents = "lost_events", sampling, counters
+        case tracerCost = "tracer_cost"
+    }
+
+    /// Builds the report. Hops are ordered along the path (by the order their first
+    /// packets arrived would need timestamps per hop; we order by hop index first seen
+    /// is not kept, so by source then destination for a stable output).
+    public init(aggregate a: TraceAggregate, names: NameTable, durationSeconds: Double, counters: TracerCounters,
+                sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10) {
+        func endpoint(_ e: Endpoint) -> EndpointReport {
+            EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex)
+        }
+        var hops: [HopReport] = []
+        for (i, key) in a.hopKeys.enumerated() {
+            let s = a.hops[i]
+            var segments: [String: LatencySummary] = [:]
+            for seg in Segment.hopSegments { segments[seg.name] = LatencySummary(s.segments[seg.rawValue]) }
+            if let d = a.deliveries[key.to] { segments[Segment.deliver.name] = LatencySummary(d) }
+            hops.append(HopReport(from: endpoint(key.from), to: endpoint(key.to), packets: s.packets,
+                                  records: s.records, segments: segments, total: LatencySummary(s.total)))
+        }
+        hops.sort { ($0.from.netnsName, $0.from.device, $0.to.netnsName) < ($1.from.netnsName, $1.from.device, $1.to.netnsName) }
+        var flows: [FlowReport] = []
+        for (i, k) in a.flows.keys.enumerated() where a.flows.stats[i].hopRecords > 0 {
+            let s = a.flows.stats[i]
+            flows.append(FlowReport(flow: k.description, proto: k.protoName, source: k.source.formatted(family: k.family),
+                                    destination: k.destination.formatted(family: k.family), sourcePort: k.sourcePort,
+                                    destinationPort: k.destinationPort, packets: s.packets, bytes: s.bytes,
+                                    hop: LatencySummary(s.hopTotal)))
+        }
+        flows.sort { ($0.hop.p99Ns, $0.packets) > ($1.hop.p99Ns, $1.packets) }
+        self.durationSeconds = durationSeconds
+        self.records = a.records
+        self.hops = hops
+        self.flows = Array(flows.prefix(topFlows))
+        self.foldedFlows = a.flows.foldedFlows
+        self.lostEvents = counters.lost
+        self.sampling = sampling
+        self.counters = counters
+        self.tracerCost = tracerCost
+    }
+
+    public func json() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try! enc.encode(self), as: UTF8.self)
+    }
+}
+
+/// Formats nanoseconds for people: 850ns, 12.3us, 4.56ms, 1.23s.
+public func formatNs(_ ns: UInt64) -> String {
+    let v = Double(ns)
+    if ns < 1_000 { return "\(ns)ns" }
+    if ns < 1_000_000 { return String(format: v < 10_000 ? "%.2fus" : "%.1fus", v / 1e3) }
+    if ns < 1_000_000_000 { return String(format: v < 10_000_000 ? "%.2fms" : "%.1fms", v / 1e6) }
+    return String(format: "%.2fs", v / 1e9)
+}
+
+extension Report {
+    /// The human report: one block per hop with its segments, then the top flows.
+    public func text() -> String {
+        var out = ""
+        func line(_ s: String = "") { out += s + "\n" }
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+        let samplingText = sampling.every == 1 ? "every packet" : "1 packet in \(sampling.every)"
+        line("hoptrace: \(String(format: "%.1f", durationSeconds)) s traced, \(records) records, "
+             + "\(lostEvents) lost, \(samplingText)"
+             + (sampling.minLatencyNs > 0 ? ", hops under \(formatNs(sampling.minLatencyNs)) not recorded" : ""))
+        if let c = tracerCost {
+            var s = "tracer cost: \(String(format: "%.1f", c.processCPUPercent)) % CPU in hoptrace"
+            if let b = c.bpfCPUPercent { s += ", \(String(format: "%.2f", b)) % CPU in BPF" }
+            if let n = c.bpfNsPerRecord { s += " (\(String(format: "%.0f", n)) ns per hop record)" }
+            line(s)
+        }
+        if lostEvents > 0 {
+            line("WARNING: \(lostEvents) records were lost (ring buffer full): latencies are from the rest")
+        }
+        line()
+        if hops.isEmpty {
+            line("No packets crossed a traced device. Check the device selection (hoptrace list) and that traffic flows.")
+        }
+        let header = pad("segment", 10) + ["count", "p50", "p90", "p99", "p99.9", "max"].map { lpad($0, 10) }.joined()
+        for h in hops {
+            line("HOP \(h.from.netnsName)/\(h.from.device) -> \(h.to.netnsName)/\(h.to.device)   (\(h.packets) packets)")
+            line("  " + header)
+            func row(_ name: String, _ s: LatencySummary) {
+                line("  " + pad(name, 10) + lpad(String(s.count), 10)
+                     + [s.p50Ns, s.p90Ns, s.p99Ns, s.p999Ns, s.maxNs].map { lpad(formatNs($0), 10) }.joined())
+            }
+            for seg in Segment.allCases {
+                if let s = h.segments[seg.name], s.count > 0 { row(seg.name, s) }
+            }
+            row("total", h.total)
+            line()
+        }
+        if !flows.isEmpty {
+            line("TOP FLOWS by p99 of hop latency")
+            line("  " + pad("flow", 52) + ["packets", "p50", "p99", "max"].map { lpad($0, 10) }.joined())
+            for f in flows {
+                line("  " + pad(f.flow, 52) + lpad(String(f.packets), 10)
+                     + [f.hop.p50Ns, f.hop.p99Ns, f.hop.maxNs].map { lpad(formatNs($0), 10) }.joined())
+            }
+            if foldedFlows > 0 { line("  (\(foldedFlows) idle flows folded into an aggregate to bound memory)") }
+        }
+        return out
+    }
+}
+
+/// Parses durations as people write them: 10s, 500ms, 2m, 1.5s, 250us.
+public enum DurationParser {
+    public static func nanoseconds(_ text: String) -> UInt64? {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            let number = t.dropLast(suffix.count)
+            // "ms" ends in "s" too: only accept a plain number before the suffix
+            guard let v = Double(number), v >= 0, v.isFinite else { continue }
+            let ns = v * scale
+            return ns < 1.8e19 ? UInt64(ns) : nil
+        }
+        return nil
+    }
+}

@@ -1,0 +1,227 @@
+import CHoptraceBPF
+import Foundation
+import HoptraceCore
+
+/// A failure of the kernel side, with the message a user needs.
+public struct TracerError: Error, CustomStringConvertible, Sendable {
+    /// Negative errno from the C module.
+    public let code: Int32
+    /// The call that failed, as the C module named it.
+    public let call: String
+    /// What was being done, e.g. "attaching to web/eth0".
+    public let context: String
+
+    public init(code: Int32, call: String, context: String) {
+        self.code = code
+        self.call = call
+        self.context = context
+    }
+
+    public var errnoName: String { String(cString: strerror(-code)) }
+
+    public var description: String {
+        let detail = "\(call): \(errnoName)"
+        switch -code {
+        case EPERM, EACCES:
+            return "\(context): permission denied (\(detail)); run as root or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN"
+        case ENODEV where call == "if_nametoindex":
+            return "\(context): no such device (\(detail)); 'hoptrace list' shows the veth devices"
+        case ENOENT where call == "open(netns)":
+            return "\(context): no such network namespace (\(detail)); 'ip netns list' shows the names"
+        case EINVAL where call.hasPrefix("bpf_link_create"):
+            return "\(context): the kernel refused the tcx link (\(detail)); tcx needs Linux 6.6, try --attach clsact"
+        default:
+            return "\(context): \(detail)"
+        }
+    }
+}
+
+/// How to load the BPF side.
+public struct TracerOptions: Sendable {
+    public var sampleEvery: UInt32 = 1
+    public var minLatencyNs: UInt64 = 0
+    /// Entries of the per-packet LRU map (packets in flight at once).
+    public var maxPackets: UInt32 = 65_536
+    /// Ring buffer size, a power of two.
+    public var ringBytes: UInt32 = 16 << 20
+    /// Force a consumer wake-up once this much is waiting; below it the consumer polls.
+    public var wakeupBytes: UInt64 = 256 << 10
+    public var attachMode: AttachMode = .auto
+
+    public enum AttachMode: Int32, Sendable, CaseIterable {
+        case auto = 0, tcx = 1, clsact = 2
+    }
+
+    public init() {}
+}
+
+/// The loaded BPF object, its links and its ring buffer. Confines the C pointer:
+/// use from one thread at a time (the drain thread, or the owner when it is stopped).
+public final class Tracer: @unchecked Sendable {
+    private var handle: OpaquePointer?
+    public let options: TracerOptions
+    /// Devices attached so far, in attach order.
+    public private(set) var attached: [(label: String, ifindex: Int32, mode: TracerOptions.AttachMode)] = []
+    private var statsFD: Int32 = -1
+
+    private static func check(_ rc: Int32, _ err: ht_error, _ context: String) throws(TracerError) {
+        if rc < 0 {
+            var e = err
+            let call = withUnsafeBytes(of: &e.call) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            throw TracerError(code: err.code != 0 ? err.code : rc, call: call, context: context)
+        }
+    }
+
+    /// Opens and loads the embedded BPF object (needs root).
+    public init(options: TracerOptions = TracerOptions()) throws(TracerError) {
+        self.options = options
+        guard ht_record_size() == RecordLayout.size else {
+            throw TracerError(code: -EPROTO, call: "ht_record_size",
+                              context: "the embedded BPF object's record size \(ht_record_size()) differs from \(RecordLayout.size): rebuild with 'make bpf'")
+        }
+        var knobs = ht_knobs(sample_every: options.sampleEvery, max_packets: options.maxPackets,
+                             min_latency_ns: options.minLatencyNs, wakeup_bytes: options.wakeupBytes,
+                             max_state_age_ns: 0, ring_bytes: options.ringBytes, pad: 0)
+        var err = ht_error()
+        var h: OpaquePointer?
+        try Self.check(ht_open(&knobs, &h, &err), err, "loading the BPF programs")
+        handle = h
+    }
+
+    deinit { close() }
+
+    /// Attaches the tracepoint programs (packets are followed once a device picks them up).
+    public func attachTracepoints() throws(TracerError) {
+        var err = ht_error()
+        try Self.check(ht_attach_tracepoints(handle, &err), err, "attaching the tracepoints")
+    }
+
+    /// Attaches the tcx programs to `ifname` in the namespace opened by `netnsPath`
+    /// (nil: ours). `label` names it in errors, e.g. "web/eth0".
+    @discardableResult
+    public func attach(device ifname: String, netnsPath: String?, label: String) throws(TracerError) -> Int32 {
+        var err = ht_error()
+        var out = ht_attachment()
+        try Self.check(ht_attach_device(handle, netnsPath, ifname, options.attachMode.rawValue, &out, &err), err,
+                       "attaching to \(label)")
+        attached.append((label, out.ifindex, TracerOptions.AttachMode(rawValue: out.mode) ?? .tcx))
+        return out.ifindex
+    }
+
+    /// Removes clsact filters a killed hoptrace left on a device; returns how many.
+    public static func sweepClsact(device ifname: String, netnsPath: String?) -> Int {
+        var err = ht_error()
+        return Int(max(0, ht_sweep_clsact(netnsPath, ifname, &err)))
+    }
+
+    /// Copies waiting records into `buffer`, waiting up to `timeoutMs` if none are ready.
+    /// Returns the number of bytes (whole records).
+    public func drain(into buffer: UnsafeMutableRawBufferPointer, timeoutMs: Int32) throws(TracerError) -> Int {
+        var err = ht_error()
+        let n = ht_drain(handle, buffer.baseAddress, buffer.count, timeoutMs, &err)
+        if n < 0 { try Self.check(Int32(n), err, "reading the ring buffer") }
+        return n
+    }
+
+    public var ringBacklogBytes: UInt64 { ht_ring_backlog(handle) }
+
+    public func counters() throws(TracerError) -> TracerCounters {
+        var raw = [UInt64](repeating: 0, count: Int(HT_CTR_COUNT.rawValue))
+        var err = ht_error()
+        let rc = raw.withUnsafeMutableBufferPointer { ht_read_counters(handle, $0.baseAddress, &err) }
+        try Self.check(rc, err, "reading counters")
+        return TracerCounters(raw: raw)
+    }
+
+    /// Turns on the kernel's run-time accounting of BPF programs for this tracer's life.
+    public func enableRunTimeStats() throws(TracerError) {
+        if statsFD >= 0 { return }
+        var err = ht_error()
+        let fd = ht_enable_stats(&err)
+        try Self.check(fd, err, "enabling BPF run-time statistics")
+        statsFD = fd
+    }
+
+    public struct ProgramStats: Sendable {
+        public var name: String
+        public var runs: UInt64
+        public var runTimeNs: UInt64
+    }
+
+    public func programStats() throws(TracerError) -> [ProgramStats] {
+        var stats = [ht_prog_stat](repeating: ht_prog_stat(), count: 32)
+        var err = ht_error()
+        let n = stats.withUnsafeMutableBufferPointer { ht_prog_stats(handle, $0.baseAddress, 32, &err) }
+        try Self.check(n, err, "reading BPF program statistics")
+        return stats.prefix(Int(n)).map { s in
+            var s = s
+            let name = withUnsafeBytes(of: &s.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return ProgramStats(name: name, runs: s.run_cnt, runTimeNs: s.run_time_ns)
+        }
+    }
+
+    /// Detaches everything. Idempotent; also done by deinit and, for tcx links, by
+    /// the kernel when the process dies.
+    public func close() {
+        if let h = handle { ht_close(h) }
+        handle = nil
+        if statsFD >= 0 { Glibc.close(statsFD) }
+        statsFD = -1
+    }
+}
+
+/// Runs the drain loop on a dedicated thread (never the cooperative pool) and hands
+/// each batch of raw records to `body` on that thread.
+public final class DrainThread: @unchecked Sendable {
+    private let tracer: Tracer
+    private let body: (UnsafeRawBufferPointer) -> Void
+    private let lock = NSLock()
+    private var stopping = false
+    private let done = DispatchSemaphore(value: 0)
+    public private(set) var error: TracerError?
+    /// Batch buffer: a quarter of the ring, so one drain takes a large share of it.
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    public init(tracer: Tracer, body: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.tracer = tracer
+        self.body = body
+        let size = max(Int(tracer.options.ringBytes) / 4, 64 * RecordLayout.size)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size - size % RecordLayout.size, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    public func start() {
+        let t = Thread { [self] in
+            run()
+            done.signal()
+        }
+        t.name = "hoptrace-drain"
+        t.start()
+    }
+
+    private var shouldStop: Bool { lock.withLock { stopping } }
+
+    private func run() {
+        do {
+            while !shouldStop {
+                let n = try tracer.drain(into: buffer, timeoutMs: 50)
+                if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+            }
+            // what was submitted before stop() still gets counted
+            while true {
+                let n = try tracer.drain(into: buffer, timeoutMs: 0)
+                if n == 0 { break }
+                body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
+        } catch {
+            lock.withLock { self.error = error }
+        }
+    }
+
+    /// Stops after draining what is waiting; returns when the thread has finished.
+    public func stop() {
+        lock.withLock { stopping = true }
+        done.wait()
+    }
+}

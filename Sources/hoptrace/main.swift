@@ -1,0 +1,2 @@
+import HoptraceCLI
+HoptraceCommand.main()

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+/* hoptrace: per-hop latency of packets crossing network namespaces.
+ *
+ * A packet is picked up by the tcx programs on the selected veth devices and then
+ * followed by skb address through the tracepoints every kernel we target has:
+ *
+ *   net_dev_queue -> net_dev_start_xmit -> netif_rx | napi_gro_receive_entry
+ *     -> netif_receive_skb  (one hop: left from_netns, arrived in to_netns)
+ *     -> net_dev_queue on the next device (forward) ... -> skb_copy_datagram_iovec
+ *
+ * One record per packet per completed hop goes to the ring buffer, with wake-ups
+ * batched. Per-packet state lives in a bounded LRU map keyed by skb address; since
+ * the slab reuses addresses within microseconds and not every free fires a
+ * tracepoint we can see, every later match is validated against skb->head and age.
+ * Only tracepoints (tp_btf) and tcx: no kprobes, no fentry.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "hoptrace_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_HLEN 14
+#define TCX_NEXT (-1)
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+
+/* Knobs, set by userspace between open and load. */
+const volatile __u32 sample_every = 1;        /* follow 1 packet in N (1 = all) */
+const volatile __u64 min_latency_ns = 0;      /* emit hops whose total is at least this */
+const volatile __u64 wakeup_bytes = 1 << 20;  /* force a consumer wake-up past this backlog */
+const volatile __u64 max_state_age_ns = 1000000000ULL; /* older per-packet state is stale */
+
+enum pkt_phase {
+	P_NEW = 0,     /* tracking just started at a tcx egress: next queue starts hop 0 */
+	P_ARRIVED = 1, /* received in a namespace: next queue is a forward, or delivery */
+	P_QUEUED = 2,
+	P_XMIT = 3,
+	P_RX = 4,
+	P_DONE = 5,    /* delivered to the application */
+};
+
+struct pkt {
+	__u64 head;     /* skb->head when tracking started: detects a reused skb address */
+	__u64 t_start;  /* start of the current hop (arrival of the previous one) */
+	__u64 t_queue;
+	__u64 t_xmit;
+	__u64 t_rx;
+	__u64 t_last;   /* last hook that touched this packet */
+	__u32 netns;    /* where the packet is: sending netns while in flight, arrival netns after */
+	__u32 ifindex;
+	__u32 len;
+	__u32 forward_ns;
+	__u16 gso_segs;
+	__u16 hop_index;
+	__u8 phase;
+	__u8 flags;
+	__u8 pad[2];
+	struct ht_flow_key flow;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* resized by userspace before load */
+	__type(key, __u64);
+	__type(value, struct pkt);
+} pkts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct counters {
+	__u64 v[HT_CTR_COUNT];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters);
+} counters SEC(".maps");
+
+extern void *bpf_cast_to_kern_ctx(void *) __ksym;
+
+static __always_inline void count(int idx)
+{
+	__u32 zero = 0;
+	struct counters *c = bpf_map_lookup_elem(&counters, &zero);
+
+	if (c && idx >= 0 && idx < HT_CTR_COUNT)
+		c->v[idx]++;
+}
+
+static __always_inline __u32 dev_netns(const struct net_device *dev)
+{
+	return dev->nd_net.net->ns.inum;
+}
+
+/* The packet's state if `key` still names the packet that started it. */
+static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now)
+{
+	__u64 key = (__u64)skb;
+	struct pkt *p = bpf_map_lookup_elem(&pkts, &key);
+
+	if (!p)
+		return NULL;
+	if (p->head != (__u64)skb->head || now - p->t_last > max_state_age_ns) {
+		count(HT_CTR_STALE);
+		bpf_map_delete_elem(&pkts, &key);
+		return NULL;
+	}
+	p->t_last = now;
+	return p;
+}
+
+/* Parse the 5-tuple once, at tracking start. Returns a per-packet sampling hash
+ * that is the same at every hop (IP id / TCP seq / UDP checksum), so 1-in-N picks
+ * whole packets, never single hops. */
+static __always_inline __u32 parse_flow(struct __sk_buff *ctx, struct ht_flow_key *k)
+{
+	__u16 proto;
+	__u32 off = ETH_HLEN, l4 = 0, mix = 0;
+	__u8 ipproto = 0;
+
+	if (bpf_skb_load_bytes(ctx, 12, &proto, sizeof(proto)) < 0)
+		return 0;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		if (bpf_skb_load_bytes(ctx, 16, &proto, sizeof(proto)) < 0)
+			return 0;
+		off += 4;
+	}
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(ctx, off, &ip, sizeof(ip)) < 0)
+			return 0;
+		k->family = 4;
+		__builtin_memcpy(k->saddr, &ip.saddr, 4);
+		__builtin_memcpy(k->daddr, &ip.daddr, 4);
+		ipproto = ip.protocol;
+		mix = ip.id;
+		if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
+			ipproto = 0;
+		l4 = off + ip.ihl * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(ctx, off, &ip6, sizeof(ip6)) < 0)
+			return 0;
+		k->family = 6;
+		__builtin_memcpy(k->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(k->daddr, &ip6.daddr, 16);
+		ipproto = ip6.nexthdr;
+		mix = ip6.payload_len;
+		l4 = off + sizeof(ip6);
+	} else {
+		return 0;
+	}
+	k->proto = ipproto;
+	if (ipproto == IPPROTO_TCP_ || ipproto == IPPROTO_UDP_) {
+		__u32 w[2];
+
+		if (bpf_skb_load_bytes(ctx, l4, w, sizeof(w)) == 0) {
+			k->sport = bpf_ntohs((__u16)w[0]);
+			k->dport = bpf_ntohs((__u16)(w[0] >> 16));
+			mix ^= w[1]; /* TCP sequence number, or UDP length+checksum */
+		}
+	}
+	return mix * 2654435761u;
+}
+
+/* Start following the packet in `ctx` unless it is already followed. */
+static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
+{
+	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 key = (__u64)skb;
+	struct pkt p = {};
+	__u32 hash;
+
+	if (lookup(skb, now))
+		return;
+	hash = parse_flow(ctx, &p.flow);
+	if (sample_every > 1 && (hash >> 8) % sample_every != 0) {
+		count(HT_CTR_SAMPLED_OUT);
+		return;
+	}
+	p.head = (__u64)skb->head;
+	p.t_start = now;
+	p.t_last = now;
+	p.len = ctx->len;
+	p.gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
+	p.phase = phase;
+	p.flags = HT_F_FIRST_HOP | (p.flow.family == 6 ? HT_F_IPV6 : 0);
+	p.netns = dev_netns(skb->dev);
+	p.ifindex = ctx->ifindex;
+	if (bpf_map_update_elem(&pkts, &key, &p, BPF_ANY) == 0)
+		count(HT_CTR_TRACKED);
+}
+
+static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32 to_ifindex,
+				 __u32 qdisc, __u32 veth, __u32 backlog, __u32 deliver, __u8 flags)
+{
+	struct ht_hop_record *r;
+	__u64 total = (__u64)p->forward_ns + qdisc + veth + backlog + deliver;
+
+	if (total < min_latency_ns) {
+		count(HT_CTR_BELOW_MIN);
+		return;
+	}
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count(HT_CTR_LOST);
+		return;
+	}
+	r->ts_ns = p->t_start;
+	r->seg_ns[HT_SEG_FORWARD] = kind == HT_REC_HOP ? p->forward_ns : 0;
+	r->seg_ns[HT_SEG_QDISC] = qdisc;
+	r->seg_ns[HT_SEG_VETH] = veth;
+	r->seg_ns[HT_SEG_BACKLOG] = backlog;
+	r->seg_ns[HT_SEG_DELIVER] = deliver;
+	r->len = p->len;
+	r->from_netns = p->netns;
+	r->from_ifindex = p->ifindex;
+	r->to_netns = to_netns;
+	r->to_ifindex = to_ifindex;
+	r->gso_segs = p->gso_segs;
+	r->kind = kind;
+	r->flags = flags;
+	r->cpu = bpf_get_smp_processor_id();
+	r->hop_index = p->hop_index;
+	r->flow = p->flow;
+	bpf_ringbuf_submit(r, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+				      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	count(HT_CTR_RECORDS);
+}
+
+SEC("tc")
+int ht_tcx_egress(struct __sk_buff *ctx)
+{
+	track(ctx, P_NEW);
+	return TCX_NEXT; /* never alter or drop traffic */
+}
+
+/* Packets arriving on a selected device from a path we do not follow (the host
+ * stack, a physical NIC): follow them from here, through forward and delivery. */
+SEC("tc")
+int ht_tcx_ingress(struct __sk_buff *ctx)
+{
+	track(ctx, P_ARRIVED);
+	return TCX_NEXT;
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pkt *p = lookup(skb, now);
+
+	if (!p || (p->phase != P_NEW && p->phase != P_ARRIVED))
+		return 0;
+	p->forward_ns = p->phase == P_ARRIVED ? (__u32)(now - p->t_start) : 0;
+	p->netns = dev_netns(skb->dev);
+	p->ifindex = skb->dev->ifindex;
+	p->t_queue = now;
+	p->phase = P_QUEUED;
+	return 0;
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(ht_net_dev_start_xmit, const struct sk_buff *skb, const struct net_device *dev)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pkt *p = lookup(skb, now);
+
+	if (p && p->phase == P_QUEUED) {
+		p->t_xmit = now;
+		p->phase = P_XMIT;
+	}
+	return 0;
+}
+
+static __always_inline void on_rx(const struct sk_buff *skb)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pkt *p = lookup(skb, now);
+
+	if (p && p->phase == P_XMIT) {
+		p->t_rx = now;
+		p->phase = P_RX;
+	}
+}
+
+SEC("tp_btf/netif_rx")
+int BPF_PROG(ht_netif_rx, struct sk_buff *skb)
+{
+	on_rx(skb);
+	return 0;
+}
+
+/* veth with NAPI (GRO or XDP enabled) hands packets to GRO instead of netif_rx. */
+SEC("tp_btf/napi_gro_receive_entry")
+int BPF_PROG(ht_napi_gro_receive_entry, const struct sk_buff *skb)
+{
+	on_rx(skb);
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pkt *p = lookup(skb, now);
+	__u32 netns, ifindex, veth = 0, backlog;
+	__u8 flags;
+
+	if (!p || (p->phase != P_XMIT && p->phase != P_RX))
+		return 0;
+	netns = dev_netns(skb->dev);
+	ifindex = skb->dev->ifindex;
+	flags = p->flags;
+	if (p->phase == P_RX) {
+		veth = p->t_rx - p->t_xmit;
+		backlog = now - p->t_rx;
+	} else {
+		flags |= HT_F_NO_RX;
+		backlog = now - p->t_xmit;
+	}
+	emit(p, HT_REC_HOP, netns, ifindex, p->t_xmit - p->t_queue, veth, backlog, 0, flags);
+	p->netns = netns;
+	p->ifindex = ifindex;
+	p->t_start = now;
+	p->forward_ns = 0;
+	p->hop_index++;
+	p->flags &= ~HT_F_FIRST_HOP;
+	p->phase = P_ARRIVED;
+	return 0;
+}
+
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pkt *p = lookup(skb, now);
+
+	if (!p || p->phase != P_ARRIVED || p->hop_index == 0)
+		return 0;
+	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, 0, 0, 0, now - p->t_start, p->flags);
+	p->phase = P_DONE;
+	return 0;
+}
+
+static __always_inline void forget(const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+
+	bpf_map_delete_elem(&pkts, &key);
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
+{
+	forget(skb);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ht_kfree_skb, struct sk_buff *skb)
+{
+	forget(skb);
+	return 0;
+}
