@@ -30,6 +30,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCX_NEXT (-1)
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
+/* netif_receive_skb and tcx ingress run in one call chain: far closer than this */
+#define JUST_RECEIVED_NS 100000
 
 /* Knobs, set by userspace between open and load. */
 const volatile __u32 sample_every = 1;        /* follow 1 packet in N (1 = all) */
@@ -53,6 +55,8 @@ struct pkt {
 	__u64 t_xmit;
 	__u64 t_rx;
 	__u64 t_last;   /* last hook that touched this packet */
+	__u32 fp;       /* fingerprint of the packet's headers (IP id, TCP seq / UDP checksum) */
+	__u32 pad2;
 	__u32 netns;    /* where the packet is: sending netns while in flight, arrival netns after */
 	__u32 ifindex;
 	__u32 len;
@@ -121,78 +125,97 @@ static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now)
 	return p;
 }
 
-/* Parse the 5-tuple once, at tracking start. Returns a per-packet sampling hash
- * that is the same at every hop (IP id / TCP seq / UDP checksum), so 1-in-N picks
- * whole packets, never single hops. */
+/* Parse the 5-tuple with direct packet access (the headers of packets on veth
+ * are in the linear area; when they are not, the packet is reported as non-IP).
+ * Returns a fingerprint that is the same at every hop (IP id or IPv6 length, TCP
+ * sequence or UDP length+checksum): it tells a packet from a recycled skb, and
+ * 1-in-N sampling on it picks whole packets, never single hops. */
 static __always_inline __u32 parse_flow(struct __sk_buff *ctx, struct ht_flow_key *k)
 {
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *l3 = eth + 1, *l4;
 	__u16 proto;
-	__u32 off = ETH_HLEN, l4 = 0, mix = 0;
-	__u8 ipproto = 0;
+	__u32 mix;
 
-	if (bpf_skb_load_bytes(ctx, 12, &proto, sizeof(proto)) < 0)
+	if (l3 > end)
 		return 0;
+	proto = eth->h_proto;
 	if (proto == bpf_htons(ETH_P_8021Q)) {
-		if (bpf_skb_load_bytes(ctx, 16, &proto, sizeof(proto)) < 0)
+		if (l3 + 4 > end)
 			return 0;
-		off += 4;
+		proto = *(__u16 *)(l3 + 2);
+		l3 += 4;
 	}
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
+		struct iphdr *ip = l3;
 
-		if (bpf_skb_load_bytes(ctx, off, &ip, sizeof(ip)) < 0)
+		if ((void *)(ip + 1) > end)
 			return 0;
 		k->family = 4;
-		__builtin_memcpy(k->saddr, &ip.saddr, 4);
-		__builtin_memcpy(k->daddr, &ip.daddr, 4);
-		ipproto = ip.protocol;
-		mix = ip.id;
-		if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
-			ipproto = 0;
-		l4 = off + ip.ihl * 4;
+		__builtin_memcpy(k->saddr, &ip->saddr, 4);
+		__builtin_memcpy(k->daddr, &ip->daddr, 4);
+		k->proto = ip->protocol;
+		mix = ip->id;
+		if (ip->frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ports */
+			return mix * 2654435761u;
+		l4 = l3 + ((*(__u8 *)ip & 0xf) << 2);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
+		struct ipv6hdr *ip6 = l3;
 
-		if (bpf_skb_load_bytes(ctx, off, &ip6, sizeof(ip6)) < 0)
+		if ((void *)(ip6 + 1) > end)
 			return 0;
 		k->family = 6;
-		__builtin_memcpy(k->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(k->daddr, &ip6.daddr, 16);
-		ipproto = ip6.nexthdr;
-		mix = ip6.payload_len;
-		l4 = off + sizeof(ip6);
+		__builtin_memcpy(k->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(k->daddr, &ip6->daddr, 16);
+		k->proto = ip6->nexthdr;
+		mix = ip6->payload_len;
+		l4 = ip6 + 1;
 	} else {
 		return 0;
 	}
-	k->proto = ipproto;
-	if (ipproto == IPPROTO_TCP_ || ipproto == IPPROTO_UDP_) {
-		__u32 w[2];
-
-		if (bpf_skb_load_bytes(ctx, l4, w, sizeof(w)) == 0) {
-			k->sport = bpf_ntohs((__u16)w[0]);
-			k->dport = bpf_ntohs((__u16)(w[0] >> 16));
-			mix ^= w[1]; /* TCP sequence number, or UDP length+checksum */
-		}
+	if ((k->proto == IPPROTO_TCP_ || k->proto == IPPROTO_UDP_) && l4 + 8 <= end) {
+		k->sport = bpf_ntohs(*(__u16 *)l4);
+		k->dport = bpf_ntohs(*(__u16 *)(l4 + 2));
+		mix ^= *(__u32 *)(l4 + 4); /* TCP sequence number, or UDP length+checksum */
 	}
 	return mix * 2654435761u;
 }
 
-/* Start following the packet in `ctx` unless it is already followed. */
+/* Start following the packet in `ctx` unless it is already followed. A tcx hook
+ * also sees packets we follow (forwarded to the next device), so an existing entry
+ * counts only if its fingerprint matches: the slab hands a freed skb's address, and
+ * often its head, to the next packet within microseconds, and UDP frees skbs
+ * without a tracepoint we can see. */
 static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 key = (__u64)skb;
-	struct pkt p = {};
+	struct pkt p = {}, *old;
 	__u32 hash;
 
-	if (lookup(skb, now))
+	old = bpf_map_lookup_elem(&pkts, &key);
+	/* at ingress, a packet we follow was received by netif_receive_skb a moment
+	 * ago, in the same call chain: skip the parse */
+	if (old && phase == P_ARRIVED && old->phase == P_ARRIVED && old->head == (__u64)skb->head &&
+	    now - old->t_start < JUST_RECEIVED_NS)
 		return;
 	hash = parse_flow(ctx, &p.flow);
+	if (old) {
+		if (old->fp == hash && old->head == (__u64)skb->head && now - old->t_last <= max_state_age_ns) {
+			old->t_last = now;
+			return;
+		}
+		count(HT_CTR_STALE);
+	}
 	if (sample_every > 1 && (hash >> 8) % sample_every != 0) {
 		count(HT_CTR_SAMPLED_OUT);
+		if (old)
+			bpf_map_delete_elem(&pkts, &key);
 		return;
 	}
+	p.fp = hash;
 	p.head = (__u64)skb->head;
 	p.t_start = now;
 	p.t_last = now;
@@ -202,8 +225,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p.flags = HT_F_FIRST_HOP | (p.flow.family == 6 ? HT_F_IPV6 : 0);
 	p.netns = dev_netns(skb->dev);
 	p.ifindex = ctx->ifindex;
-	if (bpf_map_update_elem(&pkts, &key, &p, BPF_ANY) == 0)
-		count(HT_CTR_TRACKED);
+	bpf_map_update_elem(&pkts, &key, &p, BPF_ANY);
 }
 
 static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32 to_ifindex,
@@ -240,7 +262,6 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32
 	r->flow = p->flow;
 	bpf_ringbuf_submit(r, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
 				      ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
-	count(HT_CTR_RECORDS);
 }
 
 SEC("tc")
@@ -267,7 +288,21 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 
 	if (!p || (p->phase != P_NEW && p->phase != P_ARRIVED))
 		return 0;
-	p->forward_ns = p->phase == P_ARRIVED ? (__u32)(now - p->t_start) : 0;
+	/* a packet queued again carries the length (with its L2 header) it started
+	 * with; anything else is a new skb at a recycled address */
+	if (skb->len != p->len) {
+		__u64 key = (__u64)skb;
+
+		count(HT_CTR_STALE);
+		bpf_map_delete_elem(&pkts, &key);
+		return 0;
+	}
+	if (p->phase == P_ARRIVED) {
+		p->forward_ns = now - p->t_start;
+	} else {
+		p->forward_ns = 0;
+		p->t_start = now; /* hop 0 starts here: record ts + total is then the arrival */
+	}
 	p->netns = dev_netns(skb->dev);
 	p->ifindex = skb->dev->ifindex;
 	p->t_queue = now;
@@ -358,11 +393,14 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 	return 0;
 }
 
+/* Every skb freed anywhere passes here: look up first (lock-free) and take the
+ * map's lock to delete only for packets we follow. */
 static __always_inline void forget(const struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 
-	bpf_map_delete_elem(&pkts, &key);
+	if (bpf_map_lookup_elem(&pkts, &key))
+		bpf_map_delete_elem(&pkts, &key);
 }
 
 SEC("tp_btf/consume_skb")

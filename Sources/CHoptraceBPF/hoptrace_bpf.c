@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,16 @@ static int ring_map(struct ht_tracer *t, struct ht_error *err)
 	return 0;
 }
 
+/* libbpf prints kernel netlink notes (e.g. from sweeping a device without our
+ * filters) and verifier logs on stderr; failures reach the caller as errors, so
+ * show libbpf's own output only when asked. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG || !getenv("HOPTRACE_LIBBPF_LOG"))
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
 int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_error *err)
 {
 	struct ht_tracer *t;
@@ -119,6 +130,7 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	t->ring_fd = -1;
 	t->epoll_fd = -1;
 	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	libbpf_set_print(libbpf_print);
 	t->skel = hoptrace_bpf__open();
 	if (!t->skel) {
 		rc = fail(err, errno, "bpf_object__open(embedded)");
@@ -346,6 +358,7 @@ int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *if
 
 int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error *err)
 {
+	libbpf_set_print(libbpf_print);
 	struct attach_job j = { .netns_path = netns_path, .ifname = ifname, .sweep_only = 1 };
 	int rc = run_job(&j, err);
 

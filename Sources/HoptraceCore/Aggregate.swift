@@ -145,6 +145,8 @@ public struct TraceAggregate: Sendable {
     public private(set) var deliveries: [Endpoint: Histogram] = [:]
     public private(set) var flows: FlowTable
     public private(set) var records: UInt64 = 0
+    /// Packets (skbs) followed: records of a packet's first hop.
+    public private(set) var packetsFollowed: UInt64 = 0
     public private(set) var firstNs: UInt64 = .max
     public private(set) var lastNs: UInt64 = 0
     private var lastHop = -1
@@ -156,6 +158,7 @@ public struct TraceAggregate: Sendable {
     @inline(__always)
     public mutating func add(_ r: HopRecord) {
         records += 1
+        if r.flags.contains(.firstHop) { packetsFollowed += 1 }
         if r.timestampNs < firstNs { firstNs = r.timestampNs }
         if r.timestampNs > lastNs { lastNs = r.timestampNs }
         flows.add(r)

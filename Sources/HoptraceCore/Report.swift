@@ -4,22 +4,23 @@ import Foundation
 public struct TracerCounters: Codable, Sendable, Equatable {
     /// Records that could not be reserved in the ring buffer.
     public var lost: UInt64 = 0
-    public var tracked: UInt64 = 0
+    /// Packets not followed because of 1-in-N sampling.
     public var sampledOut: UInt64 = 0
+    /// Hops not recorded because they were faster than the minimum latency.
     public var belowMinimum: UInt64 = 0
+    /// Per-packet state found stale (a recycled skb address) and started afresh.
     public var stale: UInt64 = 0
-    public var records: UInt64 = 0
 
     public init() {}
 
     /// From the raw counter array, in ABI order.
     public init(raw: [UInt64]) {
         func at(_ i: Int) -> UInt64 { i < raw.count ? raw[i] : 0 }
-        lost = at(0); tracked = at(1); sampledOut = at(2); belowMinimum = at(3); stale = at(4); records = at(5)
+        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3)
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, tracked, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, records
+        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale
     }
 }
 
@@ -39,22 +40,22 @@ public struct Sampling: Codable, Sendable, Equatable {
 
 /// What hoptrace itself cost while tracing.
 public struct TracerCost: Codable, Sendable, Equatable {
-    /// CPU time of the hoptrace process (user + system) as % of one CPU.
-    public var processCPUPercent: Double
+    /// CPU time of the consumer (the drain thread: decoding and histograms) as % of one CPU.
+    public var consumerCPUPercent: Double
     /// Kernel time in hoptrace's BPF programs, as % of one CPU (from bpf_stats).
     public var bpfCPUPercent: Double?
-    /// BPF run time per traced packet-hop, nanoseconds.
-    public var bpfNsPerRecord: Double?
+    /// BPF run time of all programs divided by the packets followed, nanoseconds.
+    public var bpfNsPerPacket: Double?
 
-    public init(processCPUPercent: Double, bpfCPUPercent: Double? = nil, bpfNsPerRecord: Double? = nil) {
-        self.processCPUPercent = processCPUPercent
+    public init(consumerCPUPercent: Double, bpfCPUPercent: Double? = nil, bpfNsPerPacket: Double? = nil) {
+        self.consumerCPUPercent = consumerCPUPercent
         self.bpfCPUPercent = bpfCPUPercent
-        self.bpfNsPerRecord = bpfNsPerRecord
+        self.bpfNsPerPacket = bpfNsPerPacket
     }
 
     enum CodingKeys: String, CodingKey {
-        case processCPUPercent = "process_cpu_percent", bpfCPUPercent = "bpf_cpu_percent"
-        case bpfNsPerRecord = "bpf_ns_per_record"
+        case consumerCPUPercent = "consumer_cpu_percent", bpfCPUPercent = "bpf_cpu_percent"
+        case bpfNsPerPacket = "bpf_ns_per_packet"
     }
 }
 
@@ -179,9 +180,9 @@ extension Report {
              + "\(lostEvents) lost, \(samplingText)"
              + (sampling.minLatencyNs > 0 ? ", hops under \(formatNs(sampling.minLatencyNs)) not recorded" : ""))
         if let c = tracerCost {
-            var s = "tracer cost: \(String(format: "%.1f", c.processCPUPercent)) % CPU in hoptrace"
-            if let b = c.bpfCPUPercent { s += ", \(String(format: "%.2f", b)) % CPU in BPF" }
-            if let n = c.bpfNsPerRecord { s += " (\(String(format: "%.0f", n)) ns per hop record)" }
+            var s = "tracer cost: \(String(format: "%.1f", c.consumerCPUPercent)) % of a CPU in the consumer"
+            if let b = c.bpfCPUPercent { s += ", \(String(format: "%.2f", b)) % in BPF programs" }
+            if let n = c.bpfNsPerPacket { s += " (\(String(format: "%.0f", n)) ns per packet followed)" }
             line(s)
         }
         if lostEvents > 0 {
@@ -200,7 +201,8 @@ extension Report {
                      + [s.p50Ns, s.p90Ns, s.p99Ns, s.p999Ns, s.maxNs].map { lpad(formatNs($0), 10) }.joined())
             }
             for seg in Segment.allCases {
-                if let s = h.segments[seg.name], s.count > 0 { row(seg.name, s) }
+                // hop 0 has no forward segment: rows that are all zero say nothing
+                if let s = h.segments[seg.name], s.count > 0, s.maxNs > 0 { row(seg.name, s) }
             }
             row("total", h.total)
             line()

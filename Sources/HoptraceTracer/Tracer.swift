@@ -179,6 +179,9 @@ public final class DrainThread: @unchecked Sendable {
     private var stopping = false
     private let done = DispatchSemaphore(value: 0)
     public private(set) var error: TracerError?
+    /// CPU time the drain thread has used, nanoseconds (updated after each batch).
+    public var cpuNs: UInt64 { lock.withLock { threadCPUNs } }
+    private var threadCPUNs: UInt64 = 0
     /// Batch buffer: a quarter of the ring, so one drain takes a large share of it.
     private let buffer: UnsafeMutableRawBufferPointer
 
@@ -207,6 +210,8 @@ public final class DrainThread: @unchecked Sendable {
             while !shouldStop {
                 let n = try tracer.drain(into: buffer, timeoutMs: 50)
                 if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+                let cpu = Self.threadCPUTime()
+                lock.withLock { threadCPUNs = cpu }
             }
             // what was submitted before stop() still gets counted
             while true {
@@ -217,6 +222,12 @@ public final class DrainThread: @unchecked Sendable {
         } catch {
             lock.withLock { self.error = error }
         }
+    }
+
+    static func threadCPUTime() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// Stops after draining what is waiting; returns when the thread has finished.

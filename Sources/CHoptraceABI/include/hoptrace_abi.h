@@ -70,12 +70,10 @@ struct ht_hop_record {
 /* Per-CPU counters, index into the `counters` map. */
 enum ht_counter {
 	HT_CTR_LOST = 0,        /* records that could not be reserved in the ring buffer */
-	HT_CTR_TRACKED = 1,     /* packets whose tracking started */
-	HT_CTR_SAMPLED_OUT = 2, /* packets skipped by 1-in-N sampling */
-	HT_CTR_BELOW_MIN = 3,   /* hops not emitted: total below min_latency_ns */
-	HT_CTR_STALE = 4,       /* per-packet state found stale or reused and restarted */
-	HT_CTR_RECORDS = 5,     /* records submitted */
-	HT_CTR_COUNT = 6,
+	HT_CTR_SAMPLED_OUT = 1, /* packets skipped by 1-in-N sampling */
+	HT_CTR_BELOW_MIN = 2,   /* hops not emitted: total below min_latency_ns */
+	HT_CTR_STALE = 3,       /* per-packet state found stale or reused and restarted */
+	HT_CTR_COUNT = 4,
 };
 
 #endif /* HOPTRACE_ABI_H */

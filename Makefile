@@ -1,0 +1,58 @@
+# hoptrace: make deps | bpf | build | test | demo | bench
+SWIFT ?= /opt/swift/usr/bin/swift
+CLANG ?= /opt/swift/usr/bin/clang
+BPFTOOL ?= bpftool
+CONFIG ?= release
+BIN := .build/$(CONFIG)/hoptrace
+ABI := Sources/CHoptraceABI/include
+SKEL := Sources/CHoptraceBPF/hoptrace.skel.h
+BPF_SRC := bpf/hoptrace.bpf.c bpf/vmlinux.h $(ABI)/hoptrace_abi.h
+
+.PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
+
+all: build
+
+# Installs what is missing; does nothing when everything is there.
+deps:
+	@scripts/deps.sh
+
+# Compile the BPF programs (CO-RE, against the committed vmlinux.h) and embed the
+# object in the C module as a libbpf skeleton. Both outputs are committed.
+bpf: $(SKEL)
+
+$(SKEL): $(BPF_SRC)
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -I bpf -I $(ABI) -c bpf/hoptrace.bpf.c -o bpf/hoptrace.tmp.o
+	$(BPFTOOL) gen object bpf/hoptrace.bpf.o bpf/hoptrace.tmp.o
+	rm -f bpf/hoptrace.tmp.o
+	$(BPFTOOL) gen skeleton bpf/hoptrace.bpf.o name hoptrace_bpf > $@.tmp && mv $@.tmp $@
+
+# Fails when the committed skeleton does not match the sources.
+bpf-check:
+	@scripts/bpf-check.sh
+
+# Regenerate bpf/vmlinux.h from this kernel's BTF (rarely needed: CO-RE relocates).
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+
+# Unit tests (no root) and integration tests (root, real BPF, namespace labs).
+test: deps bpf-check
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+unit: deps
+	$(SWIFT) test --filter HoptraceCoreTests
+
+integration: deps
+	$(SWIFT) test --filter HoptraceIntegrationTests
+
+demo: build
+	$(BIN) demo
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	rm -rf .build bpf/*.o

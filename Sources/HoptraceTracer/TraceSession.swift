@@ -1,0 +1,111 @@
+import Foundation
+import HoptraceCore
+
+/// One trace from start to report: loads the tracer, attaches it, drains records
+/// into the aggregate on a dedicated thread, and turns the result into a report.
+/// Whatever happens, `stop()` (or deinit) detaches everything.
+public final class TraceSession: @unchecked Sendable {
+    public let devices: [DeviceSelection]
+    public let options: TracerOptions
+    public var names: NameTable
+    private let tracer: Tracer
+    private var drain: DrainThread?
+    private let lock = NSLock()
+    private var aggregate: TraceAggregate
+    private var kept: [HopRecord] = []
+    private let keepRecords: Int
+    private var decodeError: RecordDecodingError?
+    private var startWall = Date()
+    private var startStats: [Tracer.ProgramStats] = []
+    private var statsAvailable = false
+    private var drainCPUNs: UInt64?
+
+    /// Loads the BPF programs and attaches them to `devices` (needs root).
+    /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
+    public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
+                flowCapacity: Int = 10_000, keepRecords: Int = 0) throws(TracerError) {
+        self.devices = devices
+        self.options = options
+        self.names = names
+        self.keepRecords = keepRecords
+        aggregate = TraceAggregate(flowCapacity: flowCapacity)
+        // clsact filters survive a killed hoptrace; remove ours before attaching anew
+        for d in devices { _ = Tracer.sweepClsact(device: d.ifname, netnsPath: d.netnsPath) }
+        tracer = try Tracer(options: options)
+        do {
+            try tracer.attachTracepoints()
+            for d in devices { try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label) }
+        } catch {
+            tracer.close()
+            throw error
+        }
+        statsAvailable = (try? tracer.enableRunTimeStats()) != nil
+    }
+
+    deinit { tracer.close() }
+
+    public func start() {
+        startWall = Date()
+        startStats = (try? tracer.programStats()) ?? []
+        let d = DrainThread(tracer: tracer) { [self] batch in
+            lock.withLock {
+                do throws(RecordDecodingError) {
+                    if keepRecords > 0 && kept.count < keepRecords {
+                        var off = 0
+                        while off < batch.count {
+                            let r = try HopRecord(decoding: batch, at: off)
+                            aggregate.add(r)
+                            if kept.count < keepRecords { kept.append(r) }
+                            off += RecordLayout.size
+                        }
+                    } else {
+                        try aggregate.add(batch: batch)
+                    }
+                } catch {
+                    decodeError = error
+                }
+            }
+        }
+        drain = d
+        d.start()
+    }
+
+    /// Records seen so far (up to `keepRecords`).
+    public var records: [HopRecord] { lock.withLock { kept } }
+
+    /// A report of what has been seen so far, without stopping.
+    public func snapshot() -> Report { makeReport() }
+
+    /// Stops draining, detaches everything and returns the report.
+    public func stop() throws -> Report {
+        drain?.stop()
+        if let e = drain?.error { tracer.close(); throw e }
+        drainCPUNs = drain?.cpuNs
+        drain = nil
+        let report = makeReport()
+        tracer.close()
+        if let e = lock.withLock({ decodeError }) { throw e }
+        return report
+    }
+
+    private func makeReport() -> Report {
+        let seconds = Date().timeIntervalSince(startWall)
+        let cpu = Double(drainCPUNs ?? drain?.cpuNs ?? 0) / 1e9
+        let counters = (try? tracer.counters()) ?? TracerCounters()
+        let packets = lock.withLock { aggregate.packetsFollowed }
+        var cost = TracerCost(consumerCPUPercent: seconds > 0 ? 100 * cpu / seconds : 0)
+        if statsAvailable, let now = try? tracer.programStats() {
+            let before = Dictionary(startStats.map { ($0.name, $0.runTimeNs) }, uniquingKeysWith: { a, _ in a })
+            let bpfNs = now.reduce(UInt64(0)) { $0 + ($1.runTimeNs &- (before[$1.name] ?? 0)) }
+            cost.bpfCPUPercent = seconds > 0 ? 100 * Double(bpfNs) / 1e9 / seconds : 0
+            if packets > 0 { cost.bpfNsPerPacket = Double(bpfNs) / Double(packets) }
+        }
+        return lock.withLock {
+            Report(aggregate: aggregate, names: names, durationSeconds: seconds, counters: counters,
+                   sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), tracerCost: cost)
+        }
+    }
+
+    /// BPF program run counts and times since load (for benchmarks).
+    public func programStats() -> [Tracer.ProgramStats] { (try? tracer.programStats()) ?? [] }
+}

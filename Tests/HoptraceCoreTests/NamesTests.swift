@@ -1,0 +1,108 @@
+import Foundation
+import XCTest
+
+@testable import HoptraceCore
+
+final class NamesTests: XCTestCase {
+    var root = ""
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "hoptrace-fixture-\(getpid())-\(UUID().uuidString)/"
+        let fm = FileManager.default
+        func proc(_ pid: Int, ns: String, cgroup: String? = nil, comm: String? = nil) throws {
+            try fm.createDirectory(atPath: root + "proc/\(pid)/ns", withIntermediateDirectories: true)
+            try fm.createSymbolicLink(atPath: root + "proc/\(pid)/ns/net", withDestinationPath: ns)
+            if let cgroup { try cgroup.write(toFile: root + "proc/\(pid)/cgroup", atomically: true, encoding: .utf8) }
+            if let comm { try comm.write(toFile: root + "proc/\(pid)/comm", atomically: true, encoding: .utf8) }
+        }
+        try proc(1, ns: "net:[4026531840]", comm: "systemd\n")
+        try proc(77, ns: "net:[4026531840]", comm: "sshd\n")   // host namespace again: stays "host"
+        try proc(123, ns: "net:[4026532001]",
+                 cgroup: "0::/system.slice/docker-3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e.scope\n")
+        try proc(456, ns: "net:[4026532002]", cgroup: "0::/user.slice\n", comm: "nginx\n")
+        try fm.createDirectory(atPath: root + "run/netns", withIntermediateDirectories: true)
+        XCTAssertTrue(fm.createFile(atPath: root + "run/netns/web", contents: Data()))
+        try fm.createDirectory(atPath: root + "proc/self", withIntermediateDirectories: true) // not a pid: ignored
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func testScansHostNamedContainerAndProcessNamespaces() throws {
+        let found = NamespaceScanner(root: root).scan()
+        var st = stat()
+        XCTAssertEqual(stat(root + "run/netns/web", &st), 0)
+        let webInode = UInt32(truncatingIfNeeded: st.st_ino)
+        let byInode = Dictionary(uniqueKeysWithValues: found.map { ($0.inode, $0) })
+        XCTAssertEqual(byInode[4026531840]?.name, "host")
+        XCTAssertEqual(byInode[4026531840]?.kind, .host)
+        XCTAssertEqual(byInode[4026532001]?.name, "container:3f4e5d6c7b8a")
+        XCTAssertEqual(byInode[4026532001]?.kind, .container)
+        XCTAssertEqual(byInode[4026532002]?.name, "nginx:456")
+        XCTAssertEqual(byInode[webInode]?.name, "web")
+        XCTAssertEqual(byInode[webInode]?.path, root + "run/netns/web")
+        XCTAssertEqual(found.first?.kind, .host)
+        XCTAssertEqual(found.count, 4)
+    }
+
+    func testContainerIDFormats() {
+        let id = String(repeating: "ab", count: 32)
+        XCTAssertEqual(NamespaceScanner.containerID(fromCgroup: "0::/kubepods/burstable/pod1234/\(id)\n"), "abababababab")
+        XCTAssertEqual(NamespaceScanner.containerID(fromCgroup: "0::/system.slice/cri-containerd-\(id).scope"), "abababababab")
+        XCTAssertNil(NamespaceScanner.containerID(fromCgroup: "0::/user.slice/user-0.slice/session-1.scope"))
+        XCTAssertEqual(NamespaceScanner.inode(fromNsLink: "net:[4026531840]"), 4026531840)
+        XCTAssertNil(NamespaceScanner.inode(fromNsLink: "mnt:[4026531840]"))
+    }
+
+    static func fixtureTopology() throws -> NodeTopology {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+        func links(_ name: String) throws -> [IPLink] {
+            try JSONDecoder().decode([IPLink].self, from: Data(contentsOf: dir.appendingPathComponent("links-\(name).json")))
+        }
+        let ns = [NetnsInfo(inode: 100, name: "hub", kind: .named, path: "/run/netns/hub"),
+                  NetnsInfo(inode: 101, name: "a", kind: .named, path: "/run/netns/a"),
+                  NetnsInfo(inode: 102, name: "b", kind: .named, path: "/run/netns/b")]
+        return NodeTopology(namespaces: ns, links: [100: try links("hub"), 101: try links("a"), 102: try links("b")])
+    }
+
+    func testVethPeersMatchedAcrossNamespaces() throws {
+        let t = try Self.fixtureTopology()
+        let v0 = t.devices.first { $0.name == "v0" }!
+        let v1 = t.devices.first { $0.name == "v1" }!
+        XCTAssertEqual(v0.peer, Endpoint(netns: 101, ifindex: 2))
+        XCTAssertEqual(v1.peer, Endpoint(netns: 102, ifindex: 2))
+        XCTAssertEqual(v0.master, "br0")
+        XCTAssertEqual(t.device(Endpoint(netns: 101, ifindex: 2))?.peer, v0.endpoint)
+        XCTAssertNil(t.devices.first { $0.name == "br0" }?.peer)
+        XCTAssertEqual(t.names.label(Endpoint(netns: 102, ifindex: 2)), "b/eth0")
+        XCTAssertEqual(t.names.label(Endpoint(netns: 9, ifindex: 5)), "netns:9/if5")
+    }
+
+    func testSelection() throws {
+        let t = try Self.fixtureTopology()
+        XCTAssertEqual(try t.select(allVeth: true, netns: nil, interfaces: []).count, 4)
+        let one = try t.select(allVeth: false, netns: "a", interfaces: ["eth0"])
+        XCTAssertEqual(one.map(\.label), ["a/eth0", "hub/v0"]) // the peer comes with it
+        XCTAssertEqual(one.first?.netnsPath, "/run/netns/a")
+        XCTAssertThrowsError(try t.select(allVeth: false, netns: "web", interfaces: ["eth0"])) { e in
+            XCTAssertTrue("\(e)".contains("no network namespace named 'web'"), "\(e)")
+        }
+        XCTAssertThrowsError(try t.select(allVeth: false, netns: "a", interfaces: ["eth9"])) { e in
+            XCTAssertTrue("\(e)".contains("no device 'eth9' in netns 'a'"), "\(e)")
+        }
+        XCTAssertThrowsError(try t.select(allVeth: false, netns: nil, interfaces: []))
+    }
+
+    func testDurations() {
+        XCTAssertEqual(DurationParser.nanoseconds("10s"), 10_000_000_000)
+        XCTAssertEqual(DurationParser.nanoseconds("500ms"), 500_000_000)
+        XCTAssertEqual(DurationParser.nanoseconds("2m"), 120_000_000_000)
+        XCTAssertEqual(DurationParser.nanoseconds("1.5s"), 1_500_000_000)
+        XCTAssertEqual(DurationParser.nanoseconds("250us"), 250_000)
+        XCTAssertNil(DurationParser.nanoseconds("abc"))
+        XCTAssertNil(DurationParser.nanoseconds("10"))
+        XCTAssertNil(DurationParser.nanoseconds("-1s"))
+        XCTAssertNil(DurationParser.nanoseconds("1e30h"))
+    }
+}

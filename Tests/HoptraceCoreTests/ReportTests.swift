@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+
+@testable import HoptraceCore
+
+final class ReportTests: XCTestCase {
+    func sampleReport() -> Report {
+        var a = TraceAggregate()
+        var names = NameTable()
+        names.netns[1] = "web"
+        names.netns[2] = "host"
+        names.devices[Endpoint(netns: 1, ifindex: 2)] = "eth0"
+        names.devices[Endpoint(netns: 2, ifindex: 9)] = "veth9"
+        for i in 0..<1000 {
+            a.add(HopRecord(timestampNs: UInt64(i), qdiscNs: 300, vethNs: 400, backlogNs: UInt32(1000 + i), length: 1500,
+                            from: Endpoint(netns: 1, ifindex: 2), to: Endpoint(netns: 2, ifindex: 9), gsoSegments: 2,
+                            flags: [.firstHop], flow: FlowTableTests.flow(i % 3)))
+        }
+        var c = TracerCounters()
+        c.lost = 3
+        return Report(aggregate: a, names: names, durationSeconds: 2, counters: c, sampling: Sampling(every: 4),
+                      tracerCost: TracerCost(consumerCPUPercent: 1.5, bpfCPUPercent: 0.2, bpfNsPerPacket: 250))
+    }
+
+    /// The JSON carries the documented schema (docs/report-schema.md).
+    func testJSONSchema() throws {
+        let json = try JSONSerialization.jsonObject(with: Data(sampleReport().json().utf8)) as! [String: Any]
+        for key in ["schema_version", "hops", "flows", "lost_events", "sampling", "duration_seconds", "records",
+                    "folded_flows", "counters", "tracer_cost"] {
+            XCTAssertNotNil(json[key], "missing \(key)")
+        }
+        XCTAssertEqual(json["lost_events"] as? Int, 3)
+        XCTAssertEqual((json["sampling"] as? [String: Any])?["every"] as? Int, 4)
+        let hop = (json["hops"] as! [[String: Any]])[0]
+        let from = hop["from"] as! [String: Any], to = hop["to"] as! [String: Any]
+        XCTAssertEqual(from["netns_name"] as? String, "web")
+        XCTAssertEqual(from["device"] as? String, "eth0")
+        XCTAssertEqual(from["ifindex"] as? Int, 2)
+        XCTAssertEqual(from["netns"] as? Int, 1)
+        XCTAssertEqual(to["device"] as? String, "veth9")
+        XCTAssertEqual(hop["packets"] as? Int, 2000)
+        let segments = hop["segments"] as! [String: [String: Any]]
+        XCTAssertEqual(Set(segments.keys), ["forward", "qdisc", "veth", "backlog"])
+        let summaryKeys: Set = ["count", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
+        for (_, s) in segments { XCTAssertEqual(Set(s.keys), summaryKeys) }
+        XCTAssertEqual(Set((hop["total"] as! [String: Any]).keys), summaryKeys)
+        XCTAssertEqual(segments["qdisc"]?["p50_ns"] as? Int, 300)
+        let flows = json["flows"] as! [[String: Any]]
+        XCTAssertEqual(flows.count, 3)
+        XCTAssertEqual(Set((flows[0]["hop"] as! [String: Any]).keys), summaryKeys)
+    }
+
+    func testTextReport() {
+        let text = sampleReport().text()
+        XCTAssertTrue(text.contains("HOP web/eth0 -> host/veth9   (2000 packets)"), text)
+        XCTAssertTrue(text.contains("3 lost"), text)
+        XCTAssertTrue(text.contains("WARNING: 3 records were lost"), text)
+        XCTAssertTrue(text.contains("1 packet in 4"), text)
+        XCTAssertFalse(text.contains("forward"), "an all-zero segment is not printed:\n\(text)")
+        XCTAssertEqual(formatNs(850), "850ns")
+        XCTAssertEqual(formatNs(12_345), "12.3us")
+        XCTAssertEqual(formatNs(4_560_000), "4.56ms")
+    }
+}

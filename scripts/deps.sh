@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hoptrace builds, tests and benchmarks with.
+# Idempotent: packages already installed are left alone, and apt is not touched
+# when nothing is missing.
+set -euo pipefail
+pkgs=(libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 iperf3 sockperf util-linux
+      nftables bpftrace)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing ${missing[*]}; run 'sudo make deps'" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -x /opt/swift/usr/bin/swift ] || command -v swift >/dev/null || {
+  echo "deps: no Swift toolchain (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }
