@@ -234,7 +234,7 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32
 	struct ht_hop_record *r;
 	__u64 total = (__u64)p->forward_ns + qdisc + veth + backlog + deliver;
 
-	if (total < min_latency_ns) {
+	if (kind != HT_REC_DROP && total < min_latency_ns) {
 		count(HT_CTR_BELOW_MIN);
 		return;
 	}
@@ -244,7 +244,7 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32
 		return;
 	}
 	r->ts_ns = p->t_start;
-	r->seg_ns[HT_SEG_FORWARD] = kind == HT_REC_HOP ? p->forward_ns : 0;
+	r->seg_ns[HT_SEG_FORWARD] = kind == HT_REC_HOP ? p->forward_ns : 0; /* HT_SEG_DELIVER carries a drop's reason */
 	r->seg_ns[HT_SEG_QDISC] = qdisc;
 	r->seg_ns[HT_SEG_VETH] = veth;
 	r->seg_ns[HT_SEG_BACKLOG] = backlog;
@@ -410,9 +410,34 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 	return 0;
 }
 
+/* A drop of a packet we follow becomes a record, with the kernel's reason. Frees
+ * with reason NOT_SPECIFIED after arrival are part of normal receive processing
+ * (the stack's own bookkeeping), not losses of user data, so they only end tracking. */
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(ht_kfree_skb, struct sk_buff *skb)
+int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	forget(skb);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 key = (__u64)skb;
+	struct pkt *p = lookup(skb, now);
+	struct net_device *dev;
+	__u32 at_netns, at_ifindex;
+
+	if (!p)
+		return 0;
+	if (p->phase != P_DONE && !(p->phase == P_ARRIVED &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))) {
+		dev = skb->dev;
+		at_netns = p->netns;
+		at_ifindex = p->ifindex;
+		barrier_var(at_netns); /* keep the map and kernel loads apart for the verifier */
+		if (dev) {
+			at_netns = dev_netns(dev);
+			at_ifindex = dev->ifindex;
+		}
+		if (p->phase == P_NEW || p->phase == P_ARRIVED)
+			p->t_start = now; /* dropped where it was: no time spent in flight */
+		emit(p, HT_REC_DROP, at_netns, at_ifindex, 0, 0, 0, (__u32)reason, p->flags);
+	}
+	bpf_map_delete_elem(&pkts, &key);
 	return 0;
 }

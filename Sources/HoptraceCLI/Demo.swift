@@ -51,10 +51,7 @@ struct Demo: ParsableCommand {
         do { lab = try Lab(containers: 2, topology: routed ? .routed : .bridge) } catch { fail("could not build the lab: \(error)") }
         defer { if !keep { lab.teardown() } }
         let a = lab.containers[0], b = lab.containers[1]
-        let devices = lab.containers.flatMap { c in
-            [DeviceSelection(ifname: "eth0", netnsPath: c.netnsPath, label: "\(c.netns)/eth0"),
-             DeviceSelection(ifname: c.hubDevice, netnsPath: lab.hubPath, label: "\(lab.hub)/\(c.hubDevice)")]
-        }
+        let devices = lab.devices
         let names = Discovery.topology().names
         var options = try TraceOptions.parse([])
         options.json = json

@@ -60,7 +60,7 @@ func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOption
     let session: TraceSession
     do {
         session = try TraceSession(devices: devices, options: options.tracerOptions, names: names,
-                                   flowCapacity: options.maxFlows)
+                                   flowCapacity: options.maxFlows, topFlows: options.top)
     } catch {
         fail(error.description)
     }

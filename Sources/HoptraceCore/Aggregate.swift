@@ -11,6 +11,14 @@ public struct HopKey: Hashable, Comparable, Sendable {
     public static func < (a: HopKey, b: HopKey) -> Bool { (a.from, a.to) < (b.from, b.to) }
 }
 
+/// Where a packet was dropped and why.
+public struct DropKey: Hashable, Sendable {
+    /// Left `hop.from`, was at `hop.to` when dropped.
+    public var hop: HopKey
+    /// The kernel's `enum skb_drop_reason`.
+    public var reason: UInt32
+}
+
 /// Latencies of one hop: each segment and the hop's total.
 public struct HopStats: Sendable {
     public var segments: [Histogram]
@@ -46,8 +54,11 @@ public struct HopStats: Sendable {
 public struct FlowStats: Sendable {
     /// Flow histograms are coarser (within 3 %) to keep 10,000 flows in a few MiB.
     public static let precisionBits = 5
+    /// Wire packets sent: counted at the first hop, whether it completed or was dropped.
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
+    /// Wire packets the kernel dropped on the way.
+    public var dropped: UInt64 = 0
     public var hopRecords: UInt64 = 0
     public var hopTotal = Histogram(precisionBits: FlowStats.precisionBits)
     public var lastSeenNs: UInt64 = 0
@@ -62,6 +73,10 @@ public struct FlowStats: Sendable {
             packets += UInt64(r.gsoSegments)
             bytes += UInt64(r.length)
         }
+        if r.kind == .drop {
+            dropped += UInt64(r.gsoSegments)
+            return
+        }
         hopRecords += 1
         hopTotal.record(r.totalNs)
     }
@@ -69,6 +84,7 @@ public struct FlowStats: Sendable {
     mutating func merge(_ o: FlowStats) {
         packets += o.packets
         bytes += o.bytes
+        dropped += o.dropped
         hopRecords += o.hopRecords
         hopTotal.merge(o.hopTotal)
         lastSeenNs = Swift.max(lastSeenNs, o.lastSeenNs)
@@ -143,6 +159,8 @@ public struct TraceAggregate: Sendable {
     private var hopIndex: [HopKey: Int] = [:]
     /// Delivery to the application, by the device the packet arrived on.
     public private(set) var deliveries: [Endpoint: Histogram] = [:]
+    /// Dropped wire packets by where they were going and the kernel's reason.
+    public private(set) var drops: [DropKey: UInt64] = [:]
     public private(set) var flows: FlowTable
     public private(set) var records: UInt64 = 0
     /// Packets (skbs) followed: records of a packet's first hop.
@@ -162,9 +180,15 @@ public struct TraceAggregate: Sendable {
         if r.timestampNs < firstNs { firstNs = r.timestampNs }
         if r.timestampNs > lastNs { lastNs = r.timestampNs }
         flows.add(r)
-        if r.kind == .deliver {
+        switch r.kind {
+        case .deliver:
             deliveries[r.to, default: Histogram()].record(UInt64(r.deliverNs))
             return
+        case .drop:
+            drops[DropKey(hop: HopKey(from: r.from, to: r.to), reason: r.dropReason), default: 0] += UInt64(r.gsoSegments)
+            return
+        case .hop:
+            break
         }
         let key = HopKey(from: r.from, to: r.to)
         // records come in runs of the same hop: skip the dictionary for those

@@ -134,6 +134,9 @@ public struct HopRecord: Sendable, Equatable {
     public enum Kind: UInt8, Sendable {
         case hop = 1
         case deliver = 2
+        /// The kernel dropped the packet (kfree_skb) on its way from `from`; `to` is
+        /// the device it was at, `dropReason` the kernel's `enum skb_drop_reason`.
+        case drop = 3
     }
 
     public struct Flags: OptionSet, Sendable, Hashable {
@@ -153,6 +156,9 @@ public struct HopRecord: Sendable, Equatable {
     public var vethNs: UInt32
     public var backlogNs: UInt32
     public var deliverNs: UInt32
+    /// For `.drop` records: the kernel's `enum skb_drop_reason` (the ABI carries it
+    /// in the deliver slot, which a dropped packet never reaches). 0 otherwise.
+    public var dropReason: UInt32
     public var length: UInt32
     public var from: Endpoint
     public var to: Endpoint
@@ -164,7 +170,7 @@ public struct HopRecord: Sendable, Equatable {
     public var flow: FlowKey
 
     public init(timestampNs: UInt64, forwardNs: UInt32 = 0, qdiscNs: UInt32 = 0, vethNs: UInt32 = 0,
-                backlogNs: UInt32 = 0, deliverNs: UInt32 = 0, length: UInt32 = 0, from: Endpoint,
+                backlogNs: UInt32 = 0, deliverNs: UInt32 = 0, dropReason: UInt32 = 0, length: UInt32 = 0, from: Endpoint,
                 to: Endpoint, gsoSegments: UInt16 = 1, kind: Kind = .hop, flags: Flags = [],
                 cpu: UInt16 = 0, hopIndex: UInt16 = 0, flow: FlowKey) {
         self.timestampNs = timestampNs
@@ -173,6 +179,7 @@ public struct HopRecord: Sendable, Equatable {
         self.vethNs = vethNs
         self.backlogNs = backlogNs
         self.deliverNs = deliverNs
+        self.dropReason = dropReason
         self.length = length
         self.from = from
         self.to = to
@@ -261,10 +268,12 @@ extension HopRecord {
         func u8(_ o: Int) -> UInt8 { raw[offset + o] }
         guard let kind = Kind(rawValue: u8(L.kind)) else { throw .unknownKind(u8(L.kind), offset: offset) }
         let f = offset + L.flow
+        let lastSlot = u32(L.segments + 16)
         self.init(
             timestampNs: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self),
             forwardNs: u32(L.segments), qdiscNs: u32(L.segments + 4), vethNs: u32(L.segments + 8),
-            backlogNs: u32(L.segments + 12), deliverNs: u32(L.segments + 16), length: u32(L.length),
+            backlogNs: u32(L.segments + 12), deliverNs: kind == .drop ? 0 : lastSlot,
+            dropReason: kind == .drop ? lastSlot : 0, length: u32(L.length),
             from: Endpoint(netns: u32(L.fromNetns), ifindex: u32(L.fromIfindex)),
             to: Endpoint(netns: u32(L.toNetns), ifindex: u32(L.toIfindex)),
             gsoSegments: u16(L.gsoSegments), kind: kind, flags: Flags(rawValue: u8(L.flags)),
@@ -282,7 +291,8 @@ extension HopRecord {
         typealias L = RecordLayout
         func put<T: FixedWidthInteger>(_ v: T, _ o: Int) { raw.storeBytes(of: v, toByteOffset: offset + o, as: T.self) }
         put(timestampNs, L.timestamp)
-        for (i, v) in [forwardNs, qdiscNs, vethNs, backlogNs, deliverNs].enumerated() { put(v, L.segments + 4 * i) }
+        let lastSlot = kind == .drop ? dropReason : deliverNs
+        for (i, v) in [forwardNs, qdiscNs, vethNs, backlogNs, lastSlot].enumerated() { put(v, L.segments + 4 * i) }
         put(length, L.length)
         put(from.netns, L.fromNetns)
         put(to.netns, L.toNetns)

@@ -88,12 +88,21 @@ public struct Report: Codable, Sendable {
         public var destinationPort: UInt16
         public var packets: UInt64
         public var bytes: UInt64
+        public var dropped: UInt64
         public var hop: LatencySummary
 
         enum CodingKeys: String, CodingKey {
             case flow, proto, source, destination, sourcePort = "source_port"
-            case destinationPort = "destination_port", packets, bytes, hop
+            case destinationPort = "destination_port", packets, bytes, dropped, hop
         }
+    }
+
+    public struct DropReport: Codable, Sendable {
+        public var from: EndpointReport
+        /// The device the packet was at when the kernel dropped it.
+        public var at: EndpointReport
+        public var reason: UInt32
+        public var packets: UInt64
     }
 
     public var schemaVersion = 1
@@ -101,6 +110,7 @@ public struct Report: Codable, Sendable {
     public var records: UInt64
     public var hops: [HopReport]
     public var flows: [FlowReport]
+    public var drops: [DropReport]
     /// Flows folded into one aggregate when the flow table was full.
     public var foldedFlows: UInt64
     public var lostEvents: UInt64
@@ -109,7 +119,7 @@ public struct Report: Codable, Sendable {
     public var tracerCost: TracerCost?
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows
+        case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows, drops
         case foldedFlows = "folded_flows", lostEvents = "lost_events", sampling, counters
         case tracerCost = "tracer_cost"
     }
@@ -133,17 +143,20 @@ public struct Report: Codable, Sendable {
         }
         hops.sort { ($0.from.netnsName, $0.from.device, $0.to.netnsName) < ($1.from.netnsName, $1.from.device, $1.to.netnsName) }
         var flows: [FlowReport] = []
-        for (i, k) in a.flows.keys.enumerated() where a.flows.stats[i].hopRecords > 0 {
+        for (i, k) in a.flows.keys.enumerated() where a.flows.stats[i].hopRecords + a.flows.stats[i].dropped > 0 {
             let s = a.flows.stats[i]
             flows.append(FlowReport(flow: k.description, proto: k.protoName, source: k.source.formatted(family: k.family),
                                     destination: k.destination.formatted(family: k.family), sourcePort: k.sourcePort,
                                     destinationPort: k.destinationPort, packets: s.packets, bytes: s.bytes,
-                                    hop: LatencySummary(s.hopTotal)))
+                                    dropped: s.dropped, hop: LatencySummary(s.hopTotal)))
         }
         flows.sort { ($0.hop.p99Ns, $0.packets) > ($1.hop.p99Ns, $1.packets) }
         self.durationSeconds = durationSeconds
         self.records = a.records
         self.hops = hops
+        self.drops = a.drops.map { DropReport(from: endpoint($0.key.hop.from), at: endpoint($0.key.hop.to),
+                                              reason: $0.key.reason, packets: $0.value) }
+            .sorted { ($0.packets, $0.reason) > ($1.packets, $1.reason) }
         self.flows = Array(flows.prefix(topFlows))
         self.foldedFlows = a.flows.foldedFlows
         self.lostEvents = counters.lost
@@ -205,6 +218,13 @@ extension Report {
                 if let s = h.segments[seg.name], s.count > 0, s.maxNs > 0 { row(seg.name, s) }
             }
             row("total", h.total)
+            line()
+        }
+        if !drops.isEmpty {
+            line("DROPS (packets the kernel freed as dropped, by reason)")
+            for d in drops {
+                line("  \(d.from.netnsName)/\(d.from.device) -> at \(d.at.netnsName)/\(d.at.device): \(d.packets) packets, reason \(d.reason)")
+            }
             line()
         }
         if !flows.isEmpty {

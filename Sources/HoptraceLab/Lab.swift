@@ -95,6 +95,14 @@ public final class Lab: @unchecked Sendable {
         try Command.run(["ip", "-n", netns] + args)
     }
 
+    /// Both ends of every veth pair of the lab, ready to attach to.
+    public var devices: [DeviceSelection] {
+        containers.flatMap { c in
+            [DeviceSelection(ifname: "eth0", netnsPath: c.netnsPath, label: "\(c.netns)/eth0"),
+             DeviceSelection(ifname: c.hubDevice, netnsPath: hubPath, label: "\(hub)/\(c.hubDevice)")]
+        }
+    }
+
     /// Adds a qdisc to a device in the lab, e.g. a TBF shaper: ["tbf", "rate", "10mbit", ...].
     public func setQdisc(netns: String, device: String, _ spec: [String]) throws {
         try Command.run(["tc", "-n", netns, "qdisc", "replace", "dev", device, "root"] + spec)

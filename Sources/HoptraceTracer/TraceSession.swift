@@ -14,6 +14,7 @@ public final class TraceSession: @unchecked Sendable {
     private var aggregate: TraceAggregate
     private var kept: [HopRecord] = []
     private let keepRecords: Int
+    private let topFlows: Int
     private var decodeError: RecordDecodingError?
     private var startWall = Date()
     private var startStats: [Tracer.ProgramStats] = []
@@ -23,7 +24,8 @@ public final class TraceSession: @unchecked Sendable {
     /// Loads the BPF programs and attaches them to `devices` (needs root).
     /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
-                flowCapacity: Int = 10_000, keepRecords: Int = 0) throws(TracerError) {
+                flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0) throws(TracerError) {
+        self.topFlows = topFlows
         self.devices = devices
         self.options = options
         self.names = names
@@ -102,7 +104,8 @@ public final class TraceSession: @unchecked Sendable {
         }
         return lock.withLock {
             Report(aggregate: aggregate, names: names, durationSeconds: seconds, counters: counters,
-                   sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), tracerCost: cost)
+                   sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), tracerCost: cost,
+                   topFlows: topFlows)
         }
     }
 

@@ -31,6 +31,9 @@ enum ht_segment {
 enum ht_record_kind {
 	HT_REC_HOP = 1,     /* the packet left from_* and arrived at to_* */
 	HT_REC_DELIVER = 2, /* the application read the packet in to_netns (only HT_SEG_DELIVER set) */
+	HT_REC_DROP = 3,    /* the kernel freed the packet as dropped (kfree_skb) on its way from
+			     * from_* (to_*: the device it was at); seg_ns[HT_SEG_DELIVER] holds
+			     * the kernel's enum skb_drop_reason, the other segments are zero */
 };
 
 enum ht_record_flags {
