@@ -62,9 +62,14 @@ public struct NamespaceScanner: Sendable {
             if let old = found[info.inode], rank[old.kind]! <= rank[info.kind]! { return }
             found[info.inode] = info
         }
-        if let link = try? fm.destinationOfSymbolicLink(atPath: root + "proc/1/ns/net"),
-           let ino = Self.inode(fromNsLink: link) {
-            offer(NetnsInfo(inode: ino, name: "host", kind: .host, path: root + "proc/1/ns/net"))
+        // the host is PID 1's namespace; where PID 1 is hidden from us (some
+        // sandboxes), the one we run in
+        for pid in ["1", "self"] {
+            if let link = try? fm.destinationOfSymbolicLink(atPath: root + "proc/\(pid)/ns/net"),
+               let ino = Self.inode(fromNsLink: link) {
+                offer(NetnsInfo(inode: ino, name: "host", kind: .host, path: root + "proc/\(pid)/ns/net"))
+                break
+            }
         }
         for name in ((try? fm.contentsOfDirectory(atPath: root + "run/netns")) ?? []).sorted() {
             let path = root + "run/netns/" + name

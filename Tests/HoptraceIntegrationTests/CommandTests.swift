@@ -1,0 +1,112 @@
+import Foundation
+import HoptraceCore
+import HoptraceLab
+import XCTest
+
+/// The hoptrace binary as users run it: bad input, exit paths, the demo.
+final class CommandTests: XCTestCase {
+    override func setUpWithError() throws {
+        try requireRootAndBPF()
+        Lab.sweepOrphans()
+    }
+
+    /// Bad input: one clear line on stderr, a non-zero exit, nothing attached.
+    func testBadInputGivesOneClearLineAndNonZeroExit() throws {
+        let lab = try Lab(containers: 1)
+        defer { lab.teardown() }
+        let c = lab.containers[0]
+        let cases: [(args: [String], prefix: [String], expect: String)] = [
+            (["trace", "--netns", c.netns, "--iface", "nosuch0", "--duration", "1s"], [], "no device 'nosuch0' in netns '\(c.netns)'"),
+            (["trace", "--netns", "ht-no-such-netns", "--iface", "eth0", "--duration", "1s"], [], "no network namespace named 'ht-no-such-netns'"),
+            (["trace", "--all-veth", "--duration", "abc"], [], "bad duration 'abc'"),
+            (["trace", "--all-veth", "--duration", "0s"], [], "bad duration '0s'"),
+            (["trace", "--duration", "1s"], [], "choose devices"),
+            (["trace", "--all-veth", "--attach", "magic"], [], "bad --attach 'magic'"),
+            (["trace", "--all-veth", "--duration", "1s"], ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], "needs root"),
+        ]
+        for t in cases {
+            let r = try runHoptrace(t.args, prefix: t.prefix, timeout: 30)
+            XCTAssertNotEqual(r.status, 0, "\(t.args) should fail")
+            XCTAssertTrue(r.stderr.contains(t.expect), "\(t.args): stderr was:\n\(r.stderr)")
+            XCTAssertTrue(r.stdout.isEmpty, "\(t.args) printed a report:\n\(r.stdout)")
+            XCTAssertEqual(try loadedHoptracePrograms(), [], "\(t.args) left programs loaded")
+        }
+    }
+
+    /// Starts `hoptrace trace` on the lab, waits until it has attached, sends
+    /// `signal` (0: let it finish), and returns its exit status.
+    func runAndSignal(_ lab: Lab, signal: Int32, extra: [String] = []) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
+        let c = lab.containers[0]
+        p.arguments = ["trace", "--netns", c.netns, "--iface", "eth0", "--duration", signal == 0 ? "1s" : "60s"] + extra
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // the progress line comes once every device is attached
+        var seen = Data()
+        let deadline = Date().addingTimeInterval(20)
+        while !String(decoding: seen, as: UTF8.self).contains("tracing"), Date() < deadline, p.isRunning {
+            seen.append(err.fileHandleForReading.availableData)
+        }
+        XCTAssertTrue(String(decoding: seen, as: UTF8.self).contains("tracing"), "never attached: \(String(decoding: seen, as: UTF8.self))")
+        if signal != 0 {
+            XCTAssertFalse(try loadedHoptracePrograms().isEmpty, "programs should be loaded while tracing")
+            kill(p.processIdentifier, signal)
+        }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    /// After a normal exit, Ctrl-C, SIGTERM and kill -9, nothing of hoptrace stays
+    /// attached or loaded (tcx links die with the process).
+    func testNothingLeftBehindOnEveryExitPath() throws {
+        let lab = try Lab(containers: 1)
+        defer { lab.teardown() }
+        for (sig, name) in [(Int32(0), "normal exit"), (SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGKILL, "SIGKILL")] {
+            let status = try runAndSignal(lab, signal: sig)
+            if sig == 0 || sig == SIGINT || sig == SIGTERM { XCTAssertEqual(status, 0, "\(name): still reports and exits 0") }
+            // the kernel frees a killed process's links asynchronously: give it a moment
+            var left = try loadedHoptracePrograms()
+            for _ in 0..<20 where !left.isEmpty {
+                usleep(100_000)
+                left = try loadedHoptracePrograms()
+            }
+            XCTAssertEqual(left, [], "after \(name)")
+        }
+    }
+
+    /// clsact filters (the fallback for kernels without tcx) outlive a killed
+    /// process; the next start sweeps them.
+    func testClsactLeftoversAreSweptAtNextStart() throws {
+        let lab = try Lab(containers: 1)
+        defer { lab.teardown() }
+        let c = lab.containers[0]
+        func filters() throws -> String {
+            try Command.run(["tc", "-n", c.netns, "filter", "show", "dev", "eth0", "ingress"])
+                + Command.run(["tc", "-n", c.netns, "filter", "show", "dev", "eth0", "egress"])
+        }
+        _ = try runAndSignal(lab, signal: SIGKILL, extra: ["--attach", "clsact"])
+        XCTAssertTrue(try filters().contains("ht_tcx"), "a killed clsact run leaves its filters (that is why we sweep)")
+        XCTAssertEqual(try runAndSignal(lab, signal: 0, extra: ["--attach", "clsact"]), 0)
+        XCTAssertEqual(try filters().trimmingCharacters(in: .whitespacesAndNewlines), "")
+        XCTAssertEqual(try loadedHoptracePrograms(), [])
+    }
+
+    /// `demo` builds its lab, runs traffic, reports every hop without losing a
+    /// record, and removes the lab.
+    func testDemoReportsEveryHopAndCleansUp() throws {
+        let before = Set(try Command.run(["ip", "netns", "list"]).split(separator: "\n").map { String($0.split(separator: " ")[0]) })
+        let r = try runHoptrace(["demo", "--json", "--requests", "300", "--bulk-seconds", "0.5", "--datagrams", "300"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        XCTAssertEqual(json["lost_events"] as? Int, 0)
+        let hops = try XCTUnwrap(json["hops"] as? [[String: Any]])
+        XCTAssertEqual(hops.count, 4, "a->hub, hub->b and back: \(hops.map { "\($0["from"]!) -> \($0["to"]!)" })")
+        for hop in hops { XCTAssertGreaterThan(hop["packets"] as? Int ?? 0, 0) }
+        let after = Set(try Command.run(["ip", "netns", "list"]).split(separator: "\n").map { String($0.split(separator: " ")[0]) })
+        XCTAssertEqual(after.subtracting(before), [], "demo left namespaces behind")
+        XCTAssertEqual(try loadedHoptracePrograms(), [])
+    }
+}
