@@ -5,7 +5,10 @@ BPFTOOL ?= bpftool
 CONFIG ?= release
 BIN := .build/$(CONFIG)/hoptrace
 ABI := Sources/CHoptraceABI/include
-SKEL := Sources/CHoptraceBPF/hoptrace.skel.h
+SKEL ?= Sources/CHoptraceBPF/hoptrace.skel.h
+BPF_OUT ?= bpf
+# -fdebug-compilation-dir: no checkout path in the object, so it is the same from any clone
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -fdebug-compilation-dir=.
 BPF_SRC := bpf/hoptrace.bpf.c bpf/vmlinux.h $(ABI)/hoptrace_abi.h
 
 .PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
@@ -21,10 +24,10 @@ deps:
 bpf: $(SKEL)
 
 $(SKEL): $(BPF_SRC)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -I bpf -I $(ABI) -c bpf/hoptrace.bpf.c -o bpf/hoptrace.tmp.o
-	$(BPFTOOL) gen object bpf/hoptrace.bpf.o bpf/hoptrace.tmp.o
-	rm -f bpf/hoptrace.tmp.o
-	$(BPFTOOL) gen skeleton bpf/hoptrace.bpf.o name hoptrace_bpf > $@.tmp && mv $@.tmp $@
+	$(CLANG) $(BPF_CFLAGS) -I bpf -I $(ABI) -c bpf/hoptrace.bpf.c -o $(BPF_OUT)/hoptrace.tmp.o
+	$(BPFTOOL) gen object $(BPF_OUT)/hoptrace.bpf.o $(BPF_OUT)/hoptrace.tmp.o
+	rm -f $(BPF_OUT)/hoptrace.tmp.o
+	$(BPFTOOL) gen skeleton $(BPF_OUT)/hoptrace.bpf.o name hoptrace_bpf > $@.tmp && mv $@.tmp $@
 
 # Fails when the committed skeleton does not match the sources.
 bpf-check:
@@ -51,8 +54,10 @@ integration: deps
 demo: build
 	$(BIN) demo
 
-bench: build
-	scripts/bench.sh
+bench: build bench/c_consumer.c
+	mkdir -p .build/bench
+	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c -I Sources/CHoptraceBPF -I $(ABI) -lbpf -lelf -lz
+	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-5} --seconds $${SECONDS_PER_RUN:-3}
 
 clean:
 	rm -rf .build bpf/*.o

@@ -35,6 +35,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "hoptrace", dependencies: ["HoptraceCLI"]),
+        // `make bench`: overhead and consumer speed, as ratios against baselines in one run.
+        .executableTarget(name: "hoptrace-bench", dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"],
                     resources: [.copy("Fixtures")]),
         .testTarget(

@@ -479,6 +479,19 @@ int ht_prog_stats(struct ht_tracer *t, struct ht_prog_stat *out, int max, struct
 	return n;
 }
 
+int ht_bench_fill(struct ht_tracer *t, uint32_t records, struct ht_error *err)
+{
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts);
+	int rc;
+
+	t->skel->bss->bench_records = records;
+	rc = bpf_prog_test_run_opts(bpf_program__fd(t->skel->progs.ht_bench_fill), &opts);
+	if (rc)
+		return fail(err, errno, "bpf_prog_test_run_opts(ht_bench_fill)");
+	ok(err);
+	return 0;
+}
+
 void ht_close(struct ht_tracer *t)
 {
 	if (!t)

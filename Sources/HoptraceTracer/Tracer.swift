@@ -160,6 +160,13 @@ public final class Tracer: @unchecked Sendable {
         }
     }
 
+    /// Benchmarks and self-tests: fills the ring buffer with `records` synthetic
+    /// records from the never-attached producer program.
+    public func benchFill(records: UInt32) throws(TracerError) {
+        var err = ht_error()
+        try Self.check(ht_bench_fill(handle, records, &err), err, "filling the ring buffer")
+    }
+
     /// Detaches everything. Idempotent; also done by deinit and, for tcx links, by
     /// the kernel when the process dies.
     public func close() {

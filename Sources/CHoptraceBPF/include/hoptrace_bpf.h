@@ -85,6 +85,10 @@ int ht_enable_stats(struct ht_error *err);
 /* Run counts and run time of each loaded program; returns how many were written. */
 int ht_prog_stats(struct ht_tracer *t, struct ht_prog_stat *out, int max, struct ht_error *err);
 
+/* Benchmarks and self-tests: the never-attached ht_bench_fill program writes
+ * `records` synthetic records into the ring buffer (fewer if it fills). */
+int ht_bench_fill(struct ht_tracer *t, uint32_t records, struct ht_error *err);
+
 /* Detach everything and free. Safe on NULL. */
 void ht_close(struct ht_tracer *t);
 

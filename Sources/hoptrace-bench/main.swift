@@ -1,0 +1,187 @@
+// hoptrace-bench: what `make bench` runs. Every figure is a ratio against a
+// baseline taken in the same run on the same machine, and every figure is the
+// median of repeated runs (the machines are shared and noisy).
+import Foundation
+import HoptraceCore
+import HoptraceLab
+import HoptraceTracer
+
+let args = CommandLine.arguments
+func option(_ name: String, _ fallback: String) -> String {
+    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
+    return fallback
+}
+let repeats = Int(option("--repeats", "5")) ?? 5
+let seconds = Double(option("--seconds", "3")) ?? 3
+let cConsumer = option("--c-consumer", ".build/bench/c_consumer")
+let output = option("--json", ".build/bench-results.json")
+
+func say(_ s: String) { FileHandle.standardError.write(Data("bench: \(s)\n".utf8)) }
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+func nowSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+var results: [String: Any] = ["repeats": repeats, "seconds_per_run": seconds]
+
+// MARK: consumer speed: drain a ring buffer filled by the same producer
+
+func swiftConsumerRate(rounds: Int, perRound: UInt32) throws -> (rate: Double, perRecordNs: Double) {
+    let tracer = try Tracer()
+    defer { tracer.close() }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tracer.options.ringBytes) / 4, alignment: 16)
+    defer { buffer.deallocate() }
+    var rates: [Double] = []
+    for _ in 0..<rounds {
+        try tracer.benchFill(records: perRound)
+        var aggregate = TraceAggregate()
+        let t0 = nowSeconds()
+        var n = 0
+        while true {
+            let bytes = try tracer.drain(into: buffer, timeoutMs: 0)
+            if bytes == 0 { break }
+            try aggregate.add(batch: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes]))
+            n += bytes / RecordLayout.size
+        }
+        rates.append(Double(n) / (nowSeconds() - t0))
+        if n != Int(perRound) { say("swift consumer drained \(n) of \(perRound)") }
+    }
+    let rate = median(rates)
+    return (rate, 1e9 / rate)
+}
+
+say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 150000 records")
+let swift = try swiftConsumerRate(rounds: repeats, perRound: 150_000)
+var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
+                               "swift_ns_per_record": (swift.perRecordNs * 10).rounded() / 10,
+                               "ring_bytes_per_record": RecordLayout.size + 8]
+if let out = try? Command.run([cConsumer, String(repeats), "150000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+    consumer["c_records_per_second"] = c.rounded()
+    consumer["swift_vs_c"] = (swift.rate / c * 1000).rounded() / 1000
+} else {
+    say("no C consumer at \(cConsumer): build it with 'make bench'")
+}
+results["consumer"] = consumer
+
+// MARK: traffic overhead in a lab
+
+let lab = try Lab(containers: 2)
+defer { lab.teardown() }
+let a = lab.containers[0], b = lab.containers[1]
+let names = Discovery.topology().names
+
+func background(_ netns: String, _ argv: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["ip", "netns", "exec", netns] + argv
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    return p
+}
+
+func iperf() throws -> Double {
+    let server = try background(b.netns, ["iperf3", "-s", "-1", "-B", b.address, "-p", "5201"])
+    usleep(300_000)
+    let out = try Command.run(["ip", "netns", "exec", a.netns, "iperf3", "-c", b.address, "-p", "5201", "-t", String(Int(seconds)), "-J"])
+    server.waitUntilExit()
+    let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+    let end = json?["end"] as? [String: Any], recv = end?["sum_received"] as? [String: Any]
+    return (recv?["bits_per_second"] as? Double ?? 0) / 1e9
+}
+
+let sockperfServer = try background(b.netns, ["sockperf", "server", "-i", b.address, "-p", "11111"])
+defer { sockperfServer.terminate() }
+usleep(300_000)
+func sockperfP50() throws -> Double {
+    let out = try Command.run(["ip", "netns", "exec", a.netns, "sockperf", "ping-pong", "-i", b.address, "-p", "11111", "-t", String(Int(seconds))])
+    for line in out.split(separator: "\n") where line.contains("percentile 50.000") {
+        return Double(line.split(separator: "=").last!.trimmingCharacters(in: .whitespaces)) ?? .nan
+    }
+    return .nan
+}
+
+/// Runs `body` traced by hoptrace; returns its result and the BPF cost figures.
+func traced<T>(_ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
+    let session = try TraceSession(devices: lab.devices, names: names)
+    session.start()
+    let value = try body()
+    let stats = session.programStats()
+    let report = try session.stop()
+    return (value, report, stats)
+}
+
+say("throughput: iperf3 TCP a->b, untraced vs traced, \(repeats) pairs of \(Int(seconds)) s")
+var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = [], bpfPerPacketBulk: [Double] = []
+var lostBulk: UInt64 = 0
+var perProgram: [String: (runs: UInt64, ns: UInt64)] = [:]
+for _ in 0..<repeats {
+    let u = try iperf()
+    let (t, report, stats) = try traced { try iperf() }
+    plain.append(u); withTrace.append(t); ratios.append(t / u)
+    lostBulk += report.lostEvents
+    if let n = report.tracerCost?.bpfNsPerPacket { bpfPerPacketBulk.append(n) }
+    for s in stats { perProgram[s.name, default: (0, 0)].runs += s.runs; perProgram[s.name, default: (0, 0)].ns += s.runTimeNs }
+}
+results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": median(withTrace),
+                         "traced_vs_untraced": (median(ratios) * 1000).rounded() / 1000, "lost_records": lostBulk,
+                         "bpf_ns_per_packet": median(bpfPerPacketBulk).rounded()]
+results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
+    .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
+
+say("latency: sockperf UDP ping-pong a->b p50, untraced vs traced, \(repeats) pairs")
+var p50Plain: [Double] = [], p50Traced: [Double] = [], p50Delta: [Double] = [], bpfPerPacketRR: [Double] = []
+for _ in 0..<repeats {
+    let u = try sockperfP50()
+    let (t, report, _) = try traced { try sockperfP50() }
+    p50Plain.append(u); p50Traced.append(t); p50Delta.append(t - u)
+    if let n = report.tracerCost?.bpfNsPerPacket { bpfPerPacketRR.append(n) }
+}
+results["latency"] = ["untraced_p50_us": median(p50Plain), "traced_p50_us": median(p50Traced),
+                      "traced_minus_untraced_p50_us": (median(p50Delta) * 100).rounded() / 100,
+                      "bpf_ns_per_packet": median(bpfPerPacketRR).rounded()]
+
+// MARK: the peer: the same per-hop measurement as a bpftrace script
+
+if (try? Command.run(["which", "bpftrace"])) != nil {
+    if !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/events") {
+        _ = try? Command.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+    }
+    say("peer: iperf3 under bpftrace (bench/peer.bt), \(repeats) runs")
+    var peerRatios: [Double] = []
+    for _ in 0..<repeats {
+        let u = try iperf()
+        let bt = Process()
+        bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        bt.arguments = ["bpftrace", "bench/peer.bt"]
+        let pipe = Pipe()
+        bt.standardOutput = pipe
+        bt.standardError = FileHandle.nullDevice
+        try bt.run()
+        var seen = ""
+        let deadline = nowSeconds() + 20
+        while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
+            seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        guard seen.contains("Attaching") else { say("bpftrace did not start"); bt.terminate(); break }
+        usleep(500_000)
+        let t = try iperf()
+        bt.interrupt()
+        _ = pipe.fileHandleForReading.readDataToEndOfFile()
+        bt.waitUntilExit()
+        peerRatios.append(t / u)
+    }
+    if !peerRatios.isEmpty { results["peer_bpftrace"] = ["traced_vs_untraced": (median(peerRatios) * 1000).rounded() / 1000] }
+}
+
+// MARK: report
+
+let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+try data.write(to: URL(fileURLWithPath: output))
+print(String(decoding: data, as: UTF8.self))
+say("written to \(output)")
