@@ -43,7 +43,7 @@ build: deps
 # Unit tests (no root) and integration tests (root, real BPF, namespace labs).
 test: deps bpf-check
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 unit: deps
 	$(SWIFT) test --filter HoptraceCoreTests

@@ -71,6 +71,7 @@ struct pkt {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no global lock per packet */
 	__uint(max_entries, 65536); /* resized by userspace before load */
 	__type(key, __u64);
 	__type(value, struct pkt);
@@ -285,12 +286,15 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt *p = lookup(skb, now);
+	__u32 netns;
 
 	if (!p || (p->phase != P_NEW && p->phase != P_ARRIVED))
 		return 0;
-	/* a packet queued again carries the length (with its L2 header) it started
-	 * with; anything else is a new skb at a recycled address */
-	if (skb->len != p->len) {
+	/* a packet queued again is forwarded from the namespace it arrived in, with
+	 * the length (L2 header included) it started with; anything else is a new
+	 * skb at a recycled address (UDP frees skbs with no tracepoint we see) */
+	netns = dev_netns(skb->dev);
+	if (skb->len != p->len || netns != p->netns) {
 		__u64 key = (__u64)skb;
 
 		count(HT_CTR_STALE);
@@ -303,7 +307,6 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 		p->forward_ns = 0;
 		p->t_start = now; /* hop 0 starts here: record ts + total is then the arrival */
 	}
-	p->netns = dev_netns(skb->dev);
 	p->ifindex = skb->dev->ifindex;
 	p->t_queue = now;
 	p->phase = P_QUEUED;

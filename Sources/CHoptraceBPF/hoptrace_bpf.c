@@ -34,7 +34,6 @@
 struct ht_clsact {
 	char netns_path[256];
 	char ifname[IF_NAMESIZE];
-	int ingress;
 };
 
 struct ht_tracer {
@@ -202,6 +201,7 @@ struct attach_job {
 	const char *netns_path;
 	const char *ifname;
 	int prog_fd[2];   /* ingress, egress */
+	int directions;   /* HT_DIR_* */
 	int mode;
 	int sweep_only;
 	int link_fd[2];
@@ -272,15 +272,17 @@ static void *attach_thread(void *arg)
 		for (int dir = 0; dir < 2; dir++) {
 			int type = dir == 0 ? HT_BPF_TCX_INGRESS : HT_BPF_TCX_EGRESS;
 
+			if (!(j->directions & (1 << dir)))
+				continue;
 			j->link_fd[dir] = bpf_link_create(j->prog_fd[dir], j->ifindex, type, NULL);
 			if (j->link_fd[dir] < 0) {
 				j->code = j->link_fd[dir];
 				j->call = "bpf_link_create(tcx)";
-				if (dir == 1) {
+				j->link_fd[dir] = -1;
+				if (dir == 1 && j->link_fd[0] >= 0) {
 					close(j->link_fd[0]);
 					j->link_fd[0] = -1;
 				}
-				j->link_fd[dir] = -1;
 				break;
 			}
 		}
@@ -294,8 +296,11 @@ static void *attach_thread(void *arg)
 		j->code = 0;
 	}
 	for (int dir = 0; dir < 2; dir++) {
-		int rc = tc_attach_one(j->ifindex, j->prog_fd[dir], dir == 0);
+		int rc;
 
+		if (!(j->directions & (1 << dir)))
+			continue;
+		rc = tc_attach_one(j->ifindex, j->prog_fd[dir], dir == 0);
 		if (rc) {
 			j->code = rc;
 			j->call = "bpf_tc_attach(clsact)";
@@ -323,10 +328,10 @@ static int run_job(struct attach_job *j, struct ht_error *err)
 }
 
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
-		     struct ht_attachment *out, struct ht_error *err)
+		     int directions, struct ht_attachment *out, struct ht_error *err)
 {
 	struct attach_job j = {
-		.netns_path = netns_path, .ifname = ifname, .mode = mode,
+		.netns_path = netns_path, .ifname = ifname, .mode = mode, .directions = directions,
 		.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
 			     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
 	};
@@ -338,16 +343,15 @@ int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *if
 	if (rc)
 		return rc;
 	if (j.used_mode == HT_ATTACH_TCX) {
-		t->links[t->nlinks++] = j.link_fd[0];
-		t->links[t->nlinks++] = j.link_fd[1];
+		for (int dir = 0; dir < 2; dir++)
+			if (j.link_fd[dir] >= 0)
+				t->links[t->nlinks++] = j.link_fd[dir];
 	} else {
-		for (int dir = 0; dir < 2; dir++) {
-			struct ht_clsact *c = &t->clsact[t->nclsact++];
+		/* one entry per device: closing sweeps both directions */
+		struct ht_clsact *c = &t->clsact[t->nclsact++];
 
-			snprintf(c->netns_path, sizeof(c->netns_path), "%s", netns_path ? netns_path : "");
-			snprintf(c->ifname, sizeof(c->ifname), "%s", ifname);
-			c->ingress = dir == 0;
-		}
+		snprintf(c->netns_path, sizeof(c->netns_path), "%s", netns_path ? netns_path : "");
+		snprintf(c->ifname, sizeof(c->ifname), "%s", ifname);
 	}
 	if (out) {
 		out->ifindex = j.ifindex;
@@ -500,7 +504,7 @@ void ht_close(struct ht_tracer *t)
 		bpf_link__destroy(t->tp_links[i]);
 	for (int i = 0; i < t->nlinks; i++)
 		close(t->links[i]);
-	for (int i = 0; i < t->nclsact; i += 2) {
+	for (int i = 0; i < t->nclsact; i++) {
 		struct ht_clsact *c = &t->clsact[i];
 
 		ht_sweep_clsact(c->netns_path[0] ? c->netns_path : NULL, c->ifname, NULL);

@@ -99,6 +99,10 @@ public struct FlowTable: Sendable {
     public private(set) var keys: [FlowKey] = []
     public private(set) var stats: [FlowStats] = []
     private var index: [FlowKey: Int] = [:]
+    /// Direct-mapped cache in front of `index` (slot from `FlowKey.mixed`): most
+    /// records hit it and skip hashing altogether.
+    private var cache = [Int32](repeating: -1, count: FlowTable.cacheSlots)
+    static let cacheSlots = 4096
     /// Everything folded out of the table, and how many flows that was.
     public private(set) var folded = FlowStats()
     public private(set) var foldedFlows: UInt64 = 0
@@ -113,11 +117,19 @@ public struct FlowTable: Sendable {
 
     @inline(__always)
     public mutating func add(_ r: HopRecord) {
+        let slot = Int(truncatingIfNeeded: r.flow.mixed) & (Self.cacheSlots - 1)
+        let cached = Int(cache[slot])
+        if cached >= 0, keys[cached] == r.flow {
+            stats[cached].add(r)
+            return
+        }
         if let i = index[r.flow] {
+            cache[slot] = Int32(i)
             stats[i].add(r)
             return
         }
         if keys.count >= capacity { foldOldest() }
+        cache[slot] = Int32(keys.count)
         index[r.flow] = keys.count
         keys.append(r.flow)
         var s = FlowStats()
@@ -146,6 +158,7 @@ public struct FlowTable: Sendable {
         stats = newStats
         index.removeAll(keepingCapacity: true)
         for (i, k) in keys.enumerated() { index[k] = i }
+        for i in cache.indices { cache[i] = -1 }
     }
 
     /// Bytes held by flow histograms, for the stated memory bound.
@@ -191,9 +204,11 @@ public struct TraceAggregate: Sendable {
             break
         }
         let key = HopKey(from: r.from, to: r.to)
-        // records come in runs of the same hop: skip the dictionary for those
+        // a node has few hops: a scan of them beats hashing; the dictionary is for many
         if lastHop < 0 || hopKeys[lastHop] != key {
-            if let i = hopIndex[key] {
+            if hopKeys.count <= 32, let i = hopKeys.firstIndex(of: key) {
+                lastHop = i
+            } else if hopKeys.count > 32, let i = hopIndex[key] {
                 lastHop = i
             } else {
                 lastHop = hops.count

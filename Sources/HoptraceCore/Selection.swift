@@ -4,11 +4,15 @@ public struct DeviceSelection: Hashable, Sendable {
     public var ifname: String
     public var netnsPath: String
     public var label: String
+    /// Attach at ingress too. Only needed when the device's veth peer is not
+    /// traced: a packet arriving from a traced peer was picked up at its egress.
+    public var ingress: Bool
 
-    public init(ifname: String, netnsPath: String, label: String) {
+    public init(ifname: String, netnsPath: String, label: String, ingress: Bool = true) {
         self.ifname = ifname
         self.netnsPath = netnsPath
         self.label = label
+        self.ingress = ingress
     }
 }
 
@@ -23,9 +27,11 @@ extension NodeTopology {
     /// `netns` (the host's when nil) together with their veth peers, so traffic in
     /// both directions through the chosen device is followed from its first hop.
     public func select(allVeth: Bool, netns: String?, interfaces: [String]) throws(SelectionError) -> [DeviceSelection] {
+        var chosenEndpoints = Set<Endpoint>()
         func selection(_ d: DeviceInfo) -> DeviceSelection? {
             guard let ns = namespace(d.endpoint.netns) else { return nil }
-            return DeviceSelection(ifname: d.name, netnsPath: ns.path, label: "\(ns.name)/\(d.name)")
+            let peerTraced = d.peer.map { chosenEndpoints.contains($0) } ?? false
+            return DeviceSelection(ifname: d.name, netnsPath: ns.path, label: "\(ns.name)/\(d.name)", ingress: !peerTraced)
         }
         var chosen: [DeviceInfo] = []
         if allVeth {
@@ -49,6 +55,8 @@ extension NodeTopology {
             }
         }
         var seen = Set<Endpoint>()
-        return chosen.filter { seen.insert($0.endpoint).inserted }.compactMap(selection)
+        chosen = chosen.filter { seen.insert($0.endpoint).inserted }
+        chosenEndpoints = seen
+        return chosen.compactMap(selection)
     }
 }

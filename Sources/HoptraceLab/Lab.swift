@@ -95,11 +95,12 @@ public final class Lab: @unchecked Sendable {
         try Command.run(["ip", "-n", netns] + args)
     }
 
-    /// Both ends of every veth pair of the lab, ready to attach to.
+    /// Both ends of every veth pair of the lab, ready to attach to (egress only:
+    /// each end's peer is traced too).
     public var devices: [DeviceSelection] {
         containers.flatMap { c in
-            [DeviceSelection(ifname: "eth0", netnsPath: c.netnsPath, label: "\(c.netns)/eth0"),
-             DeviceSelection(ifname: c.hubDevice, netnsPath: hubPath, label: "\(hub)/\(c.hubDevice)")]
+            [DeviceSelection(ifname: "eth0", netnsPath: c.netnsPath, label: "\(c.netns)/eth0", ingress: false),
+             DeviceSelection(ifname: c.hubDevice, netnsPath: hubPath, label: "\(hub)/\(c.hubDevice)", ingress: false)]
         }
     }
 

@@ -36,12 +36,12 @@ public final class TraceSession: @unchecked Sendable {
         tracer = try Tracer(options: options)
         do {
             try tracer.attachTracepoints()
-            for d in devices { try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label) }
+            for d in devices { try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress) }
         } catch {
             tracer.close()
             throw error
         }
-        statsAvailable = (try? tracer.enableRunTimeStats()) != nil
+        statsAvailable = options.runTimeStats && (try? tracer.enableRunTimeStats()) != nil
     }
 
     deinit { tracer.close() }

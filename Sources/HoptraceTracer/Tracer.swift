@@ -47,6 +47,10 @@ public struct TracerOptions: Sendable {
     /// Force a consumer wake-up once this much is waiting; below it the consumer polls.
     public var wakeupBytes: UInt64 = 256 << 10
     public var attachMode: AttachMode = .auto
+    /// Turn on the kernel's BPF run-time accounting so the report can state the
+    /// tracer's cost. It adds two clock reads to every program run, so benchmarks
+    /// of traffic overhead turn it off.
+    public var runTimeStats = true
 
     public enum AttachMode: Int32, Sendable, CaseIterable {
         case auto = 0, tcx = 1, clsact = 2
@@ -97,13 +101,16 @@ public final class Tracer: @unchecked Sendable {
     }
 
     /// Attaches the tcx programs to `ifname` in the namespace opened by `netnsPath`
-    /// (nil: ours). `label` names it in errors, e.g. "web/eth0".
+    /// (nil: ours). `label` names it in errors, e.g. "web/eth0". Egress picks up
+    /// every packet the device sends; ingress is only needed where the sender's
+    /// side is not traced (a veth whose peer is not selected).
     @discardableResult
-    public func attach(device ifname: String, netnsPath: String?, label: String) throws(TracerError) -> Int32 {
+    public func attach(device ifname: String, netnsPath: String?, label: String, ingress: Bool = true) throws(TracerError) -> Int32 {
         var err = ht_error()
         var out = ht_attachment()
-        try Self.check(ht_attach_device(handle, netnsPath, ifname, options.attachMode.rawValue, &out, &err), err,
-                       "attaching to \(label)")
+        let directions = Int32(HT_DIR_EGRESS.rawValue | (ingress ? HT_DIR_INGRESS.rawValue : 0))
+        try Self.check(ht_attach_device(handle, netnsPath, ifname, options.attachMode.rawValue, directions, &out, &err),
+                       err, "attaching to \(label)")
         attached.append((label, out.ifindex, TracerOptions.AttachMode(rawValue: out.mode) ?? .tcx))
         return out.ifindex
     }

@@ -29,6 +29,46 @@ func nowSeconds() -> Double {
 
 var results: [String: Any] = ["repeats": repeats, "seconds_per_run": seconds]
 
+// MARK: the Swift consumer's own work, without the kernel: decode + histograms
+
+/// Records like the producer's: 1,000 flows, 4 hops, random latencies.
+func syntheticBatch(count: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count * RecordLayout.size)
+    var seed: UInt64 = 12345
+    bytes.withUnsafeMutableBytes { raw in
+        for i in 0..<count {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            let rnd = UInt32(truncatingIfNeeded: seed >> 33)
+            let hop = UInt32(i & 3)
+            let flow = FlowKey(source: IPAddress(bytes: [10, 0, 0, 1]), destination: IPAddress(bytes: [10, 0, 0, 2]),
+                               sourcePort: UInt16(10000 + (i >> 2) % 1000), destinationPort: 80, proto: 6, family: 4)
+            HopRecord(timestampNs: UInt64(i) * 100, forwardNs: hop == 0 ? 0 : rnd & 0xfff, qdiscNs: 300 + (rnd >> 20),
+                      vethNs: 200 + ((rnd >> 8) & 0x3ff), backlogNs: 500 + ((rnd >> 4) & 0x1fff), length: 1514,
+                      from: Endpoint(netns: 4026532000 + hop, ifindex: 2), to: Endpoint(netns: 4026532001 + hop, ifindex: 3),
+                      gsoSegments: 1, kind: .hop, flags: hop == 0 ? [.firstHop] : [], cpu: 0, hopIndex: UInt16(hop),
+                      flow: flow).encode(into: raw, at: i * RecordLayout.size)
+        }
+    }
+    return bytes
+}
+
+func aggregateOnlyNsPerRecord(rounds: Int) throws -> Double {
+    let batch = syntheticBatch(count: 150_000)
+    var times: [Double] = []
+    for _ in 0..<rounds {
+        var aggregate = TraceAggregate()
+        let t0 = nowSeconds()
+        try batch.withUnsafeBytes { try aggregate.add(batch: $0) }
+        times.append((nowSeconds() - t0) / 150_000 * 1e9)
+    }
+    return median(times)
+}
+
+if args.contains("--aggregate-only") {
+    print(try aggregateOnlyNsPerRecord(rounds: repeats))
+    exit(0)
+}
+
 // MARK: consumer speed: drain a ring buffer filled by the same producer
 
 func swiftConsumerRate(rounds: Int, perRound: UInt32) throws -> (rate: Double, perRecordNs: Double) {
@@ -58,6 +98,7 @@ func swiftConsumerRate(rounds: Int, perRound: UInt32) throws -> (rate: Double, p
 say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 150000 records")
 let swift = try swiftConsumerRate(rounds: repeats, perRound: 150_000)
 var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
+                               "swift_aggregate_only_ns_per_record": (try aggregateOnlyNsPerRecord(rounds: repeats) * 10).rounded() / 10,
                                "swift_ns_per_record": (swift.perRecordNs * 10).rounded() / 10,
                                "ring_bytes_per_record": RecordLayout.size + 8]
 if let out = try? Command.run([cConsumer, String(repeats), "150000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
@@ -107,8 +148,10 @@ func sockperfP50() throws -> Double {
 }
 
 /// Runs `body` traced by hoptrace; returns its result and the BPF cost figures.
-func traced<T>(_ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
-    let session = try TraceSession(devices: lab.devices, names: names)
+func traced<T>(stats: Bool = false, _ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
+    var options = TracerOptions()
+    options.runTimeStats = stats
+    let session = try TraceSession(devices: lab.devices, options: options, names: names)
     session.start()
     let value = try body()
     let stats = session.programStats()
@@ -116,35 +159,46 @@ func traced<T>(_ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStat
     return (value, report, stats)
 }
 
-say("throughput: iperf3 TCP a->b, untraced vs traced, \(repeats) pairs of \(Int(seconds)) s")
-var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = [], bpfPerPacketBulk: [Double] = []
+say("throughput: iperf3 TCP a->b, untraced vs traced, \(repeats) pairs of \(Int(seconds)) s (BPF run-time stats off)")
+var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = []
 var lostBulk: UInt64 = 0
+for _ in 0..<repeats {
+    let u = try iperf()
+    let (t, report, _) = try traced { try iperf() }
+    plain.append(u); withTrace.append(t); ratios.append(t / u)
+    lostBulk += report.lostEvents
+}
+say("bpf_stats: ns per program run and per packet, \(repeats) traced iperf3 runs with run-time stats on")
+var bpfPerPacketBulk: [Double] = [], statsRatios: [Double] = []
 var perProgram: [String: (runs: UInt64, ns: UInt64)] = [:]
 for _ in 0..<repeats {
     let u = try iperf()
-    let (t, report, stats) = try traced { try iperf() }
-    plain.append(u); withTrace.append(t); ratios.append(t / u)
-    lostBulk += report.lostEvents
+    let (t, report, stats) = try traced(stats: true) { try iperf() }
+    statsRatios.append(t / u)
     if let n = report.tracerCost?.bpfNsPerPacket { bpfPerPacketBulk.append(n) }
     for s in stats { perProgram[s.name, default: (0, 0)].runs += s.runs; perProgram[s.name, default: (0, 0)].ns += s.runTimeNs }
 }
 results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": median(withTrace),
                          "traced_vs_untraced": (median(ratios) * 1000).rounded() / 1000, "lost_records": lostBulk,
-                         "bpf_ns_per_packet": median(bpfPerPacketBulk).rounded()]
+                         "bpf_ns_per_packet_with_stats": median(bpfPerPacketBulk).rounded(),
+                         "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000]
 results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
     .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
 
-say("latency: sockperf UDP ping-pong a->b p50, untraced vs traced, \(repeats) pairs")
+say("latency: sockperf UDP ping-pong a->b p50, untraced vs traced, \(repeats) pairs (run-time stats off)")
 var p50Plain: [Double] = [], p50Traced: [Double] = [], p50Delta: [Double] = [], bpfPerPacketRR: [Double] = []
 for _ in 0..<repeats {
     let u = try sockperfP50()
-    let (t, report, _) = try traced { try sockperfP50() }
+    let (t, _, _) = try traced { try sockperfP50() }
     p50Plain.append(u); p50Traced.append(t); p50Delta.append(t - u)
+}
+for _ in 0..<repeats {
+    let (_, report, _) = try traced(stats: true) { try sockperfP50() }
     if let n = report.tracerCost?.bpfNsPerPacket { bpfPerPacketRR.append(n) }
 }
 results["latency"] = ["untraced_p50_us": median(p50Plain), "traced_p50_us": median(p50Traced),
                       "traced_minus_untraced_p50_us": (median(p50Delta) * 100).rounded() / 100,
-                      "bpf_ns_per_packet": median(bpfPerPacketRR).rounded()]
+                      "bpf_ns_per_packet_with_stats": median(bpfPerPacketRR).rounded()]
 
 // MARK: the peer: the same per-hop measurement as a bpftrace script
 

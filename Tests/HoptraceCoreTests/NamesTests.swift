@@ -85,6 +85,10 @@ final class NamesTests: XCTestCase {
         let one = try t.select(allVeth: false, netns: "a", interfaces: ["eth0"])
         XCTAssertEqual(one.map(\.label), ["a/eth0", "hub/v0"]) // the peer comes with it
         XCTAssertEqual(one.first?.netnsPath, "/run/netns/a")
+        XCTAssertEqual(one.map(\.ingress), [false, false], "each end's sender is traced at its egress")
+        var lonely = t
+        lonely.devices.removeAll { $0.name == "v0" } // a/eth0's peer is gone from view
+        XCTAssertEqual(try lonely.select(allVeth: false, netns: "a", interfaces: ["eth0"]).map(\.ingress), [true])
         XCTAssertThrowsError(try t.select(allVeth: false, netns: "web", interfaces: ["eth0"])) { e in
             XCTAssertTrue("\(e)".contains("no network namespace named 'web'"), "\(e)")
         }

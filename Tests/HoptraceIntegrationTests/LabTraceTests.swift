@@ -117,6 +117,25 @@ final class LabTraceTests: XCTestCase {
         }
     }
 
+    /// A device whose peer is not traced is hooked at ingress too: packets from the
+    /// untraced side are picked up on arrival and followed through forward and the
+    /// next hop.
+    func testIngressPicksUpPacketsFromAnUntracedPeer() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        let a = lab.containers[0], b = lab.containers[1]
+        let only = DeviceSelection(ifname: b.hubDevice, netnsPath: lab.hubPath, label: "\(lab.hub)/\(b.hubDevice)", ingress: true)
+        let session = try TraceSession(devices: [only], names: Discovery.topology().names, topFlows: .max)
+        session.start()
+        let udp = try Traffic.udp(client: b.netnsPath, server: a.netnsPath, serverAddress: a.address, port: 9500, count: 300, intervalUs: 50)
+        let report = try session.stop()
+        XCTAssertEqual(udp.received, 300)
+        let hop = try XCTUnwrap(report.hop(lab.hub + "/v0", a.netns + "/eth0"), report.text())
+        XCTAssertGreaterThan(hop.segments["forward"]?.maxNs ?? 0, 0)
+        XCTAssertNil(report.hop(b.netns + "/eth0", lab.hub + "/" + b.hubDevice), "b's side is not traced")
+        XCTAssertEqual(report.flows.first { $0.destinationPort == 9500 }?.packets, 300)
+    }
+
     /// The routed variant (no bridge: IP forwarding in the hub) is traced hop by hop too.
     func testRoutedLab() throws {
         let lab = try Lab(containers: 2, topology: .routed)

@@ -41,6 +41,12 @@ enum ht_attach_mode {
 	HT_ATTACH_CLSACT = 2,
 };
 
+/* Which of a device's hooks to attach. */
+enum ht_direction {
+	HT_DIR_INGRESS = 1,
+	HT_DIR_EGRESS = 2,
+};
+
 /* How a device ended up attached. */
 struct ht_attachment {
 	int ifindex;
@@ -59,11 +65,11 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 /* Attach every tp_btf program. */
 int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err);
 
-/* Attach the tcx ingress and egress programs to `ifname` inside the network
+/* Attach the tcx programs (`directions`: HT_DIR_*) to `ifname` inside the network
  * namespace at `netns_path` (NULL: the caller's). Runs on a short-lived thread that
  * enters the namespace, so the caller's namespace never changes. */
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
-		     struct ht_attachment *out, struct ht_error *err);
+		     int directions, struct ht_attachment *out, struct ht_error *err);
 
 /* Remove clsact filters a killed hoptrace may have left on `ifname` (tcx links die
  * with their process; clsact filters do not). Returns the number removed. */
