@@ -57,7 +57,7 @@ demo: build
 bench: build bench/c_consumer.c
 	mkdir -p .build/bench
 	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c -I Sources/CHoptraceBPF -I $(ABI) -lbpf -lelf -lz
-	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-5} --seconds $${SECONDS_PER_RUN:-3}
+	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4}
 
 clean:
 	rm -rf .build bpf/*.o

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The baseline for `make bench`: a minimal libbpf ring-buffer consumer (count the
- * records, nothing else) draining the same producer the Swift consumer drains. */
+ * records, nothing else) draining the same producer the Swift consumer drains.
+ *   c_consumer ROUNDS RECORDS   drain a pre-filled ring, median records/s
+ *   c_consumer live SECONDS     drain while the producer runs, records/s */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -31,6 +35,38 @@ static int cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static volatile int producing;
+
+/* The live producer: the never-attached fill program, run back to back. */
+static void *produce(void *arg)
+{
+	struct hoptrace_bpf *skel = arg;
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts);
+
+	while (producing)
+		bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ht_bench_fill), &opts);
+	return NULL;
+}
+
+/* With `live SECONDS`: records/s drained while the producer runs on another CPU. */
+static int live(struct hoptrace_bpf *skel, struct ring_buffer *rb, double seconds)
+{
+	pthread_t th;
+	double t0;
+
+	skel->bss->bench_records = 4096;
+	producing = 1;
+	pthread_create(&th, NULL, produce, skel);
+	t0 = now();
+	seen = 0;
+	while (now() - t0 < seconds)
+		ring_buffer__poll(rb, 100);
+	producing = 0;
+	pthread_join(th, NULL);
+	printf("%.0f\n", seen / (now() - t0));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int rounds = argc > 1 ? atoi(argv[1]) : 5;
@@ -39,13 +75,17 @@ int main(int argc, char **argv)
 	struct ring_buffer *rb;
 	double rates[64];
 
-	if (!skel || rounds < 1 || rounds > 64) {
+	int is_live = argc > 2 && !strcmp(argv[1], "live");
+
+	if (!skel || (!is_live && (rounds < 1 || rounds > 64))) {
 		fprintf(stderr, "c_consumer: cannot load the BPF object (root?)\n");
 		return 1;
 	}
 	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_record, NULL, NULL);
 	if (!rb)
 		return 1;
+	if (is_live)
+		return live(skel, rb, atof(argv[2]));
 	for (int i = 0; i < rounds; i++) {
 		DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts);
 		double t0;

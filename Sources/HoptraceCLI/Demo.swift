@@ -48,7 +48,9 @@ struct Demo: ParsableCommand {
         if !swept.isEmpty { progress("removed \(swept.count) namespaces left by a killed run") }
         progress("building a lab: 2 containers \(routed ? "routed through" : "on a bridge in") a hub namespace")
         let lab: Lab
-        do { lab = try Lab(containers: 2, topology: routed ? .routed : .bridge) } catch { fail("could not build the lab: \(error)") }
+        do { lab = try Lab(containers: 2, topology: routed ? .routed : .bridge, persistent: keep) } catch {
+            fail("could not build the lab: \(error)")
+        }
         defer { if !keep { lab.teardown() } }
         let a = lab.containers[0], b = lab.containers[1]
         let devices = lab.devices

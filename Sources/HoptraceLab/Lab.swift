@@ -37,11 +37,17 @@ public final class Lab: @unchecked Sendable {
     private nonisolated(unsafe) static var counter = 0
     private static let counterLock = NSLock()
 
-    /// Builds the lab. On any failure what was made is removed before the error is thrown.
-    public init(containers count: Int = 2, topology: Topology = .bridge) throws {
+    /// Prefix of labs meant to outlive their process (`demo --keep`): never swept.
+    public static let keptPrefix = "htkeep-"
+
+    /// Builds the lab. On any failure what was made is removed before the error is
+    /// thrown. A `persistent` lab is left up when this object goes and is not swept
+    /// as an orphan later.
+    public init(containers count: Int = 2, topology: Topology = .bridge, persistent: Bool = false) throws {
         precondition((1...50).contains(count), "a lab has 1 to 50 containers")
         let n = Self.counterLock.withLock { Self.counter += 1; return Self.counter }
-        id = "\(Self.prefix)\(getpid())-\(n)"
+        id = "\(persistent ? Self.keptPrefix : Self.prefix)\(getpid())-\(n)"
+        removeOnDeinit = !persistent
         self.topology = topology
         hub = "\(id)-hub"
         // a /24 per lab from the pid, so concurrent labs never share addresses
@@ -84,7 +90,10 @@ public final class Lab: @unchecked Sendable {
         }
     }
 
-    deinit { teardown() }
+    /// Whether the lab goes when this object does.
+    public let removeOnDeinit: Bool
+
+    deinit { if removeOnDeinit { teardown() } }
 
     private func addNetns(_ name: String) throws {
         try Command.run(["ip", "netns", "add", name])

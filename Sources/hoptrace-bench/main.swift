@@ -95,6 +95,49 @@ func swiftConsumerRate(rounds: Int, perRound: UInt32) throws -> (rate: Double, p
     return (rate, 1e9 / rate)
 }
 
+/// Records/s the real consumer path (DrainThread, epoll wake-ups, decode,
+/// histograms) takes from a producer running flat out on the other CPU.
+func swiftLiveRate(seconds: Double) throws -> (rate: Double, lost: UInt64) {
+    let tracer = try Tracer()
+    defer { tracer.close() }
+    let box = LiveCount()
+    let drain = DrainThread(tracer: tracer) { batch in
+        box.add(batch)
+    }
+    let producing = LiveFlag()
+    let producer = Thread {
+        while producing.isOn { try? tracer.benchFill(records: 4096) }
+        producing.finished.signal()
+    }
+    drain.start()
+    let t0 = nowSeconds()
+    producer.start()
+    usleep(UInt32(seconds * 1e6))
+    producing.stop()
+    producing.finished.wait()
+    drain.stop()
+    let elapsed = nowSeconds() - t0
+    return (Double(box.records) / elapsed, (try? tracer.counters().lost) ?? 0)
+}
+
+final class LiveFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var on = true
+    let finished = DispatchSemaphore(value: 0)
+    var isOn: Bool { lock.withLock { on } }
+    func stop() { lock.withLock { on = false } }
+}
+
+/// What the drain thread's body does in a trace: decode and histogram.
+final class LiveCount: @unchecked Sendable {
+    private var aggregate = TraceAggregate()
+    private(set) var records = 0
+    func add(_ batch: UnsafeRawBufferPointer) {
+        try? aggregate.add(batch: batch)
+        records += batch.count / RecordLayout.size
+    }
+}
+
 say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 150000 records")
 let swift = try swiftConsumerRate(rounds: repeats, perRound: 150_000)
 var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
@@ -107,7 +150,27 @@ if let out = try? Command.run([cConsumer, String(repeats), "150000"]), let c = D
 } else {
     say("no C consumer at \(cConsumer): build it with 'make bench'")
 }
+say("consumer, live: producer flat out on one CPU, consumer on the other, \(repeats) runs of 2 s")
+var liveSwift: [Double] = [], liveC: [Double] = [], liveLost: UInt64 = 0
+for _ in 0..<repeats {
+    let s = try swiftLiveRate(seconds: 2)
+    liveSwift.append(s.rate)
+    liveLost += s.lost
+    if let out = try? Command.run([cConsumer, "live", "2"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        liveC.append(c)
+    }
+}
+consumer["live_swift_records_per_second"] = median(liveSwift).rounded()
+consumer["live_swift_lost_records"] = liveLost
+if !liveC.isEmpty {
+    consumer["live_c_records_per_second"] = median(liveC).rounded()
+    consumer["live_swift_vs_c"] = (median(liveSwift) / median(liveC) * 1000).rounded() / 1000
+}
 results["consumer"] = consumer
+if args.contains("--consumer-only") {
+    print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+    exit(0)
+}
 
 // MARK: traffic overhead in a lab
 

@@ -109,4 +109,16 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(after.subtracting(before), [], "demo left namespaces behind")
         XCTAssertEqual(try loadedHoptracePrograms(), [])
     }
+
+    /// `demo --keep` leaves its three namespaces up (and says how to remove them).
+    func testDemoKeepLeavesTheLab() throws {
+        let before = Set(try Command.run(["ip", "netns", "list"]).split(separator: "\n").map { String($0.split(separator: " ")[0]) })
+        let r = try runHoptrace(["demo", "--keep", "--requests", "50", "--bulk-seconds", "0.2", "--datagrams", "50"], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let after = Set(try Command.run(["ip", "netns", "list"]).split(separator: "\n").map { String($0.split(separator: " ")[0]) })
+        let kept = after.subtracting(before)
+        for name in kept { _ = try? Command.run(["ip", "netns", "del", name]) }
+        XCTAssertEqual(kept.count, 3, "hub, a and b: \(kept)")
+        XCTAssertTrue(r.stderr.contains("lab kept"), r.stderr)
+    }
 }
