@@ -56,6 +56,8 @@ struct pkt {
 	__u64 t_rx;
 	__u64 t_last;   /* last hook that touched this packet */
 	__u32 fp;       /* fingerprint of the packet's headers (IP id, TCP seq / UDP checksum) */
+	__u32 sent_netns;   /* after arrival: where the last hop left from (for drops there) */
+	__u32 sent_ifindex;
 	__u32 pad2;
 	__u32 netns;    /* where the packet is: sending netns while in flight, arrival netns after */
 	__u32 ifindex;
@@ -229,8 +231,9 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	bpf_map_update_elem(&pkts, &key, &p, BPF_ANY);
 }
 
-static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32 to_ifindex,
-				 __u32 qdisc, __u32 veth, __u32 backlog, __u32 deliver, __u8 flags)
+static __always_inline void emit(struct pkt *p, __u8 kind, __u32 from_netns, __u32 from_ifindex,
+				 __u32 to_netns, __u32 to_ifindex, __u32 qdisc, __u32 veth, __u32 backlog,
+				 __u32 deliver, __u8 flags)
 {
 	struct ht_hop_record *r;
 	__u64 total = (__u64)p->forward_ns + qdisc + veth + backlog + deliver;
@@ -251,8 +254,8 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 to_netns, __u32
 	r->seg_ns[HT_SEG_BACKLOG] = backlog;
 	r->seg_ns[HT_SEG_DELIVER] = deliver;
 	r->len = p->len;
-	r->from_netns = p->netns;
-	r->from_ifindex = p->ifindex;
+	r->from_netns = from_netns;
+	r->from_ifindex = from_ifindex;
 	r->to_netns = to_netns;
 	r->to_ifindex = to_ifindex;
 	r->gso_segs = p->gso_segs;
@@ -372,7 +375,9 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 		flags |= HT_F_NO_RX;
 		backlog = now - p->t_xmit;
 	}
-	emit(p, HT_REC_HOP, netns, ifindex, p->t_xmit - p->t_queue, veth, backlog, 0, flags);
+	emit(p, HT_REC_HOP, p->netns, p->ifindex, netns, ifindex, p->t_xmit - p->t_queue, veth, backlog, 0, flags);
+	p->sent_netns = p->netns;
+	p->sent_ifindex = p->ifindex;
 	p->netns = netns;
 	p->ifindex = ifindex;
 	p->t_start = now;
@@ -391,7 +396,7 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 
 	if (!p || p->phase != P_ARRIVED || p->hop_index == 0)
 		return 0;
-	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, 0, 0, 0, now - p->t_start, p->flags);
+	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, p->netns, p->ifindex, 0, 0, 0, now - p->t_start, p->flags);
 	p->phase = P_DONE;
 	return 0;
 }
@@ -439,9 +444,158 @@ int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 		}
 		if (p->phase == P_NEW || p->phase == P_ARRIVED)
 			p->t_start = now; /* dropped where it was: no time spent in flight */
-		emit(p, HT_REC_DROP, at_netns, at_ifindex, 0, 0, 0, (__u32)reason, p->flags);
+		if (p->phase == P_ARRIVED && p->hop_index > 0)
+			/* dropped by the stack after arrival: on the hop that brought it */
+			emit(p, HT_REC_DROP, p->sent_netns, p->sent_ifindex, at_netns, at_ifindex, 0, 0, 0,
+			     (__u32)reason, p->flags);
+		else
+			emit(p, HT_REC_DROP, p->netns, p->ifindex, at_netns, at_ifindex, 0, 0, 0,
+			     (__u32)reason, p->flags);
 	}
 	bpf_map_delete_elem(&pkts, &key);
+	return 0;
+}
+
+/* ---- Softirq cost: NET_RX and NET_TX only, all state per CPU, no locks ---- */
+
+#define NET_TX_SOFTIRQ 2
+#define NET_RX_SOFTIRQ 3
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HT_SIRQ_COUNT);
+	__type(key, __u32);
+	__type(value, struct ht_softirq_stats);
+} softirqs SEC(".maps");
+
+/* Per CPU: when each vector was first raised since its last run, when its current
+ * run began, and whether ksoftirqd runs it. */
+struct sirq_cpu {
+	__u64 raised_at[HT_SIRQ_COUNT];
+	__u64 entered_at[HT_SIRQ_COUNT];
+	__u8 in_ksoftirqd[HT_SIRQ_COUNT];
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sirq_cpu);
+} sirq_state SEC(".maps");
+
+/* HT_SIRQ_NET_* for the vectors we account, HT_SIRQ_COUNT for the others. */
+static __always_inline __u32 sirq_index(unsigned int vec)
+{
+	return vec == NET_RX_SOFTIRQ ? HT_SIRQ_NET_RX : vec == NET_TX_SOFTIRQ ? HT_SIRQ_NET_TX : HT_SIRQ_COUNT;
+}
+
+static __always_inline __u32 sirq_bucket(__u64 v)
+{
+	__u32 msb = 0, b;
+	__u64 x = v;
+
+	if (v < 8)
+		return v;
+	if (x >> 32) { x >>= 32; msb += 32; }
+	if (x >> 16) { x >>= 16; msb += 16; }
+	if (x >> 8) { x >>= 8; msb += 8; }
+	if (x >> 4) { x >>= 4; msb += 4; }
+	if (x >> 2) { x >>= 2; msb += 2; }
+	if (x >> 1) { msb += 1; }
+	b = (msb - 1) * 4 + ((v >> (msb - 2)) & 3);
+	return b < HT_SIRQ_BUCKETS ? b : HT_SIRQ_BUCKETS - 1;
+}
+
+static __always_inline struct sirq_cpu *sirq_cpu(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sirq_state, &zero);
+}
+
+SEC("tp_btf/softirq_raise")
+int BPF_PROG(ht_softirq_raise, unsigned int vec)
+{
+	__u32 i = sirq_index(vec);
+	struct ht_softirq_stats *st;
+	struct sirq_cpu *c;
+
+	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !(st = bpf_map_lookup_elem(&softirqs, &i)))
+		return 0;
+	st->raises++;
+	if (!c->raised_at[i & 1]) /* the first raise since the last run starts the wait */
+		c->raised_at[i & 1] = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(ht_softirq_entry, unsigned int vec)
+{
+	__u32 i = sirq_index(vec);
+	struct ht_softirq_stats *st;
+	struct sirq_cpu *c;
+	__u64 now;
+	char comm[10];
+
+	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !(st = bpf_map_lookup_elem(&softirqs, &i)))
+		return 0;
+	now = bpf_ktime_get_ns();
+	c->entered_at[i & 1] = now;
+	if (c->raised_at[i & 1]) {
+		__u64 d = now - c->raised_at[i & 1];
+
+		st->delays++;
+		st->delay_ns += d;
+		if (d > st->max_delay_ns)
+			st->max_delay_ns = d;
+		st->delay_hist[sirq_bucket(d)]++;
+		c->raised_at[i & 1] = 0;
+	}
+	bpf_get_current_comm(comm, sizeof(comm));
+	c->in_ksoftirqd[i & 1] = comm[0] == 'k' && comm[1] == 's' && comm[2] == 'o' && comm[3] == 'f' &&
+				 comm[4] == 't' && comm[5] == 'i' && comm[8] == 'd';
+	return 0;
+}
+
+/* The costly hook elsewhere: here one lookup pair, arithmetic, no helpers but the clock. */
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(ht_softirq_exit, unsigned int vec)
+{
+	__u32 i = sirq_index(vec);
+	struct ht_softirq_stats *st;
+	struct sirq_cpu *c;
+	__u64 d;
+
+	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !c->entered_at[i & 1] ||
+	    !(st = bpf_map_lookup_elem(&softirqs, &i)))
+		return 0;
+	d = bpf_ktime_get_ns() - c->entered_at[i & 1];
+	c->entered_at[i & 1] = 0;
+	st->runs++;
+	st->run_ns += d;
+	if (d > st->max_run_ns)
+		st->max_run_ns = d;
+	st->run_hist[sirq_bucket(d)]++;
+	if (c->in_ksoftirqd[i & 1]) {
+		st->ksoftirqd_runs++;
+		st->ksoftirqd_ns += d;
+	}
+	return 0;
+}
+
+SEC("tp_btf/napi_poll")
+int BPF_PROG(ht_napi_poll, struct napi_struct *napi, int work, int budget)
+{
+	__u32 key = HT_SIRQ_NET_RX;
+	struct ht_softirq_stats *st = bpf_map_lookup_elem(&softirqs, &key);
+
+	if (!st)
+		return 0;
+	st->napi_polls++;
+	st->napi_packets += work;
+	if (work >= budget)
+		st->napi_exhausted++;
 	return 0;
 }
 

@@ -197,6 +197,53 @@ int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
 	return 0;
 }
 
+int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err)
+{
+	struct bpf_program *progs[] = {
+		t->skel->progs.ht_softirq_raise,
+		t->skel->progs.ht_softirq_entry,
+		t->skel->progs.ht_softirq_exit,
+		t->skel->progs.ht_napi_poll,
+	};
+	char call[64];
+
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		struct bpf_link *link;
+
+		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
+			return fail(err, E2BIG, "attach(too many links)");
+		link = bpf_program__attach(progs[i]);
+		if (!link) {
+			snprintf(call, sizeof(call), "bpf_program__attach(%s)", bpf_program__name(progs[i]));
+			return fail(err, errno, call);
+		}
+		t->tp_links[t->ntp_links++] = link;
+	}
+	ok(err);
+	return 0;
+}
+
+int ht_num_cpus(void)
+{
+	return libbpf_num_possible_cpus();
+}
+
+int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_stats *out, int max_cpus, struct ht_error *err)
+{
+	int ncpu = libbpf_num_possible_cpus();
+
+	if (ncpu <= 0)
+		return fail(err, ncpu, "libbpf_num_possible_cpus");
+	if (ncpu > max_cpus)
+		return fail(err, ENOSPC, "ht_read_softirq(buffer too small)");
+	/* one lookup per vector fills all CPUs: out[vec * ncpu + cpu] */
+	for (__u32 vec = 0; vec < HT_SIRQ_COUNT; vec++)
+		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.softirqs), &vec, out + vec * ncpu))
+			return fail(err, errno, "bpf_map_lookup_elem(softirqs)");
+	ok(err);
+	return ncpu;
+}
+
 struct attach_job {
 	const char *netns_path;
 	const char *ifname;

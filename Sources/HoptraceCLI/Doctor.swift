@@ -54,6 +54,13 @@ struct Doctor: ParsableCommand {
                     try tracer.attachTracepoints()
                     add("tracepoints", true, "net_dev_queue, net_dev_start_xmit, netif_rx, napi_gro_receive_entry, netif_receive_skb, skb_copy_datagram_iovec, consume_skb, kfree_skb")
                 } catch { add("tracepoints", false, error.description) }
+                do {
+                    try tracer.attachSoftirq()
+                    add("softirq", true, "softirq_raise, softirq_entry, softirq_exit, napi_poll")
+                } catch { add("softirq", false, error.description) }
+                let reasons = DropReasons.running().names.count
+                add("drop reasons", reasons > 0 ? true : nil, reasons > 0 ? "\(reasons) names of enum skb_drop_reason from BTF"
+                    : "no enum skb_drop_reason in BTF: drops are reported by number")
                 add("bpf_stats", (try? tracer.enableRunTimeStats()) != nil, "run time per program (tracer cost in reports)")
                 tracer.close()
             } catch { add("bpf load", false, error.description) }

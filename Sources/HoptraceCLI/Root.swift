@@ -52,6 +52,9 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "How to hook the devices: auto (tcx, clsact where tcx is missing), tcx, clsact.")
     var attach: String = "auto"
 
+    @Option(help: "Trace NET_RX/NET_TX softirqs and NAPI polls: on or off (off saves their per-run cost).")
+    var softirq: String = "on"
+
     @Flag(help: "Print the report as JSON (schema in docs/report-schema.md).")
     var json = false
 
@@ -69,6 +72,7 @@ struct TraceOptions: ParsableArguments {
         guard top >= 0 else { throw ValidationError("--top must not be negative") }
         guard maxPackets >= 1024 else { throw ValidationError("--max-packets must be at least 1024") }
         guard attachMode != nil else { throw ValidationError("bad --attach '\(attach)': use auto, tcx or clsact") }
+        guard ["on", "off"].contains(softirq) else { throw ValidationError("bad --softirq '\(softirq)': use on or off") }
     }
 
     var attachMode: TracerOptions.AttachMode? {
@@ -81,6 +85,7 @@ struct TraceOptions: ParsableArguments {
         o.minLatencyNs = DurationParser.nanoseconds(minLatency) ?? 0
         o.maxPackets = maxPackets
         o.attachMode = attachMode ?? .auto
+        o.softirq = softirq == "on"
         return o
     }
 }

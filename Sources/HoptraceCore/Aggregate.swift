@@ -23,6 +23,9 @@ public struct DropKey: Hashable, Sendable {
 public struct HopStats: Sendable {
     public var segments: [Histogram]
     public var total = Histogram()
+    /// Backlog waits by the CPU that ran NET_RX for them (index: CPU), joined with
+    /// that CPU's softirq figures in the report.
+    public var backlogByCPU: [Histogram] = []
     /// Wire packets (GSO segments) that completed this hop.
     public var packets: UInt64 = 0
     public var records: UInt64 = 0
@@ -39,12 +42,20 @@ public struct HopStats: Sendable {
         segments[Segment.qdisc.rawValue].record(UInt64(r.qdiscNs))
         if !r.flags.contains(.noRx) { segments[Segment.veth.rawValue].record(UInt64(r.vethNs)) }
         segments[Segment.backlog.rawValue].record(UInt64(r.backlogNs))
+        let cpu = Int(r.cpu)
+        if cpu >= backlogByCPU.count {
+            backlogByCPU.append(contentsOf: repeatElement(Histogram(precisionBits: 5), count: cpu + 1 - backlogByCPU.count))
+        }
+        backlogByCPU[cpu].record(UInt64(r.backlogNs))
         total.record(r.totalNs)
     }
 
     mutating func merge(_ o: HopStats) {
         for i in segments.indices { segments[i].merge(o.segments[i]) }
         total.merge(o.total)
+        for (cpu, h) in o.backlogByCPU.enumerated() {
+            if cpu >= backlogByCPU.count { backlogByCPU.append(h) } else { backlogByCPU[cpu].merge(h) }
+        }
         packets += o.packets
         records += o.records
     }

@@ -126,6 +126,7 @@ public struct FlowKey: Hashable, Sendable {
         case 17: "udp"
         case 1: "icmp"
         case 58: "icmpv6"
+        case 0 where family == 6: "ipv6-hopopt"
         default: "ip\(proto)"
         }
     }

@@ -77,6 +77,29 @@ public struct Report: Codable, Sendable {
         public var records: UInt64
         public var segments: [String: LatencySummary]
         public var total: LatencySummary
+        /// The hop's backlog wait by the CPU that ran NET_RX for it, joined with that
+        /// CPU's softirq figures (absent when softirq tracing was off).
+        public var softirq: [BacklogOnCPU]?
+    }
+
+    /// How much of a hop's backlog wait on one CPU the NET_RX raise -> run delay explains.
+    public struct BacklogOnCPU: Codable, Sendable {
+        public var cpu: Int
+        public var records: UInt64
+        public var backlogMeanNs: UInt64
+        public var backlogP99Ns: UInt64
+        public var raiseToRunMeanNs: UInt64
+        public var raiseToRunP99Ns: UInt64
+        /// NET_RX + NET_TX run time on that CPU, % of its time.
+        public var cpuSoftirqPercent: Double
+        /// Mean raise -> run delay / mean backlog wait, capped at 100.
+        public var explainedPercent: Double
+
+        enum CodingKeys: String, CodingKey {
+            case cpu, records, backlogMeanNs = "backlog_mean_ns", backlogP99Ns = "backlog_p99_ns"
+            case raiseToRunMeanNs = "raise_to_run_mean_ns", raiseToRunP99Ns = "raise_to_run_p99_ns"
+            case cpuSoftirqPercent = "cpu_softirq_percent", explainedPercent = "explained_percent"
+        }
     }
 
     public struct FlowReport: Codable, Sendable {
@@ -102,7 +125,11 @@ public struct Report: Codable, Sendable {
         /// The device the packet was at when the kernel dropped it.
         public var at: EndpointReport
         public var reason: UInt32
+        /// The reason's name in the running kernel's BTF, e.g. "NO_SOCKET".
+        public var reasonName: String
         public var packets: UInt64
+
+        enum CodingKeys: String, CodingKey { case from, at, reason, reasonName = "reason_name", packets }
     }
 
     public var schemaVersion = 1
@@ -111,6 +138,7 @@ public struct Report: Codable, Sendable {
     public var hops: [HopReport]
     public var flows: [FlowReport]
     public var drops: [DropReport]
+    public var softirq: SoftirqReport
     /// Flows folded into one aggregate when the flow table was full.
     public var foldedFlows: UInt64
     public var lostEvents: UInt64
@@ -119,7 +147,7 @@ public struct Report: Codable, Sendable {
     public var tracerCost: TracerCost?
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows, drops
+        case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows, drops, softirq
         case foldedFlows = "folded_flows", lostEvents = "lost_events", sampling, counters
         case tracerCost = "tracer_cost"
     }
@@ -128,7 +156,8 @@ public struct Report: Codable, Sendable {
     /// packets arrived would need timestamps per hop; we order by hop index first seen
     /// is not kept, so by source then destination for a stable output).
     public init(aggregate a: TraceAggregate, names: NameTable, durationSeconds: Double, counters: TracerCounters,
-                sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10) {
+                sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10,
+                softirq: SoftirqReport = .disabled, dropReasons: DropReasons = DropReasons()) {
         func endpoint(_ e: Endpoint) -> EndpointReport {
             EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex)
         }
@@ -138,8 +167,21 @@ public struct Report: Codable, Sendable {
             var segments: [String: LatencySummary] = [:]
             for seg in Segment.hopSegments { segments[seg.name] = LatencySummary(s.segments[seg.rawValue]) }
             if let d = a.deliveries[key.to] { segments[Segment.deliver.name] = LatencySummary(d) }
+            var shares: [BacklogOnCPU]?
+            if softirq.enabled {
+                shares = s.backlogByCPU.enumerated().compactMap { cpu, h -> BacklogOnCPU? in
+                    guard h.count > 0, cpu < softirq.cpus.count else { return nil }
+                    let c = softirq.cpus[cpu], delay = c.netRX.raiseToRun
+                    let explained = h.mean > 0 ? min(100, 100 * Double(delay.meanNs) / h.mean) : 0
+                    return BacklogOnCPU(cpu: cpu, records: h.count, backlogMeanNs: UInt64(h.mean.rounded()),
+                                        backlogP99Ns: h.value(atQuantile: 0.99), raiseToRunMeanNs: delay.meanNs,
+                                        raiseToRunP99Ns: delay.p99Ns,
+                                        cpuSoftirqPercent: c.netRX.runPercent + c.netTX.runPercent,
+                                        explainedPercent: (explained * 10).rounded() / 10)
+                }
+            }
             hops.append(HopReport(from: endpoint(key.from), to: endpoint(key.to), packets: s.packets,
-                                  records: s.records, segments: segments, total: LatencySummary(s.total)))
+                                  records: s.records, segments: segments, total: LatencySummary(s.total), softirq: shares))
         }
         hops.sort { ($0.from.netnsName, $0.from.device, $0.to.netnsName) < ($1.from.netnsName, $1.from.device, $1.to.netnsName) }
         var flows: [FlowReport] = []
@@ -154,8 +196,10 @@ public struct Report: Codable, Sendable {
         self.durationSeconds = durationSeconds
         self.records = a.records
         self.hops = hops
+        self.softirq = softirq
         self.drops = a.drops.map { DropReport(from: endpoint($0.key.hop.from), at: endpoint($0.key.hop.to),
-                                              reason: $0.key.reason, packets: $0.value) }
+                                              reason: $0.key.reason, reasonName: dropReasons.name($0.key.reason),
+                                              packets: $0.value) }
             .sorted { ($0.packets, $0.reason) > ($1.packets, $1.reason) }
         self.flows = Array(flows.prefix(topFlows))
         self.foldedFlows = a.flows.foldedFlows
@@ -218,12 +262,42 @@ extension Report {
                 if let s = h.segments[seg.name], s.count > 0, s.maxNs > 0 { row(seg.name, s) }
             }
             row("total", h.total)
+            for c in (h.softirq ?? []) where c.records * 10 >= h.records {
+                line("  backlog on CPU \(c.cpu): mean \(formatNs(c.backlogMeanNs)), p99 \(formatNs(c.backlogP99Ns)); "
+                     + "NET_RX raise->run there: mean \(formatNs(c.raiseToRunMeanNs)), p99 \(formatNs(c.raiseToRunP99Ns)) "
+                     + "(explains \(String(format: "%.0f", c.explainedPercent)) % of the wait); "
+                     + "CPU \(c.cpu) spent \(String(format: "%.1f", c.cpuSoftirqPercent)) % in network softirqs")
+            }
+            line()
+        }
+        if softirq.enabled {
+            line("SOFTIRQ (network softirqs while tracing)")
+            line("  " + pad("cpu", 6) + pad("vector", 8) + ["runs", "busy", "run p50", "run p99", "run max", "wait p50",
+                 "wait p99", "wait max", "ksoftirqd", "squeezed"].map { lpad($0, 10) }.joined())
+            func vrow(_ cpu: String, _ name: String, _ v: SoftirqReport.Vector) {
+                line("  " + pad(cpu, 6) + pad(name, 8) + lpad(String(v.runs), 10)
+                     + lpad(String(format: "%.1f%%", v.runPercent), 10)
+                     + [v.run.p50Ns, v.run.p99Ns, v.run.maxNs, v.raiseToRun.p50Ns, v.raiseToRun.p99Ns, v.raiseToRun.maxNs]
+                        .map { lpad(formatNs($0), 10) }.joined()
+                     + lpad(String(format: "%.0f%%", v.ksoftirqdPercent), 10) + lpad(String(v.napiBudgetExhausted), 10))
+            }
+            for c in softirq.cpus {
+                vrow(String(c.cpu), "NET_RX", c.netRX)
+                vrow(String(c.cpu), "NET_TX", c.netTX)
+            }
+            for vec in SoftirqVector.allCases.reversed() { if let v = softirq.total[vec.key] { vrow("all", vec.name, v) } }
+            line("  (busy: run time as % of the CPU's time; wait: raise -> run; ksoftirqd: share of run time in "
+                 + "ksoftirqd; squeezed: NAPI polls that used their whole budget)")
+            line()
+        } else {
+            line("SOFTIRQ: not traced (--softirq off)")
             line()
         }
         if !drops.isEmpty {
             line("DROPS (packets the kernel freed as dropped, by reason)")
             for d in drops {
-                line("  \(d.from.netnsName)/\(d.from.device) -> at \(d.at.netnsName)/\(d.at.device): \(d.packets) packets, reason \(d.reason)")
+                line("  \(d.from.netnsName)/\(d.from.device) -> \(d.at.netnsName)/\(d.at.device): "
+                     + "\(d.packets) packets \(d.reasonName)")
             }
             line()
         }

@@ -193,6 +193,21 @@ public enum Traffic {
 
     // MARK: - UDP
 
+    /// Sends `count` datagrams with nobody bound to receive them on purpose (the
+    /// receiver may be absent or filtered: tests of drops).
+    public static func sendDatagrams(client: String, to address: String, port: UInt16, count: Int, size: Int = 100) throws {
+        let fd = try socketIn(client, type: Int32(SOCK_DGRAM.rawValue))
+        defer { close(fd) }
+        var sa = ipv4(address, port: port)
+        let buf = [UInt8](repeating: 0x44, count: size)
+        for _ in 0..<count {
+            let n = withUnsafePointer(to: &sa) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, buf, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard n == size else { throw Failure(description: "sendto \(address):\(port): \(errnoText())") }
+        }
+    }
+
     public struct DatagramResult: Sendable {
         public var sent: Int
         public var received: Int

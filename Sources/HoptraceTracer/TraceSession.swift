@@ -20,6 +20,7 @@ public final class TraceSession: @unchecked Sendable {
     private var startStats: [Tracer.ProgramStats] = []
     private var statsAvailable = false
     private var drainCPUNs: UInt64?
+    private lazy var dropReasons = DropReasons.running()
 
     /// Loads the BPF programs and attaches them to `devices` (needs root).
     /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
@@ -36,6 +37,7 @@ public final class TraceSession: @unchecked Sendable {
         tracer = try Tracer(options: options)
         do {
             try tracer.attachTracepoints()
+            if options.softirq { try tracer.attachSoftirq() }
             for d in devices { try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress) }
         } catch {
             tracer.close()
@@ -102,10 +104,14 @@ public final class TraceSession: @unchecked Sendable {
             cost.bpfCPUPercent = seconds > 0 ? 100 * Double(bpfNs) / 1e9 / seconds : 0
             if packets > 0 { cost.bpfNsPerPacket = Double(bpfNs) / Double(packets) }
         }
+        var softirq = SoftirqReport.disabled
+        if options.softirq, let perCPU = try? tracer.softirqCounters() {
+            softirq = SoftirqReport(perCPU: perCPU, seconds: seconds)
+        }
         return lock.withLock {
             Report(aggregate: aggregate, names: names, durationSeconds: seconds, counters: counters,
                    sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), tracerCost: cost,
-                   topFlows: topFlows)
+                   topFlows: topFlows, softirq: softirq, dropReasons: dropReasons)
         }
     }
 

@@ -51,6 +51,8 @@ public struct TracerOptions: Sendable {
     /// tracer's cost. It adds two clock reads to every program run, so benchmarks
     /// of traffic overhead turn it off.
     public var runTimeStats = true
+    /// Trace NET_RX/NET_TX softirqs and NAPI polls (cost per softirq run, none when off).
+    public var softirq = true
 
     public enum AttachMode: Int32, Sendable, CaseIterable {
         case auto = 0, tcx = 1, clsact = 2
@@ -98,6 +100,31 @@ public final class Tracer: @unchecked Sendable {
     public func attachTracepoints() throws(TracerError) {
         var err = ht_error()
         try Self.check(ht_attach_tracepoints(handle, &err), err, "attaching the tracepoints")
+    }
+
+    /// Attaches the softirq and NAPI programs.
+    public func attachSoftirq() throws(TracerError) {
+        var err = ht_error()
+        try Self.check(ht_attach_softirq(handle, &err), err, "attaching the softirq tracepoints")
+    }
+
+    /// Softirq counters since load, `[cpu][vector]`.
+    public func softirqCounters() throws(TracerError) -> [[SoftirqCounters]] {
+        let cpus = Int(ht_num_cpus())
+        guard cpus > 0 else { throw TracerError(code: -EINVAL, call: "ht_num_cpus", context: "reading softirq counters") }
+        let vectors = Int(HT_SIRQ_COUNT.rawValue)
+        var raw = [ht_softirq_stats](repeating: ht_softirq_stats(), count: vectors * cpus)
+        var err = ht_error()
+        let n = raw.withUnsafeMutableBufferPointer { ht_read_softirq(handle, $0.baseAddress, Int32(cpus), &err) }
+        try Self.check(n, err, "reading softirq counters")
+        precondition(MemoryLayout<ht_softirq_stats>.stride == SoftirqCounters.size, "softirq ABI mismatch")
+        return raw.withUnsafeBytes { bytes in
+            (0..<cpus).map { cpu in
+                (0..<vectors).map { vec in
+                    SoftirqCounters(decoding: bytes, at: (vec * cpus + cpu) * SoftirqCounters.size)
+                }
+            }
+        }
     }
 
     /// Attaches the tcx programs to `ifname` in the namespace opened by `netnsPath`

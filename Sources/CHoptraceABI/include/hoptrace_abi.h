@@ -79,4 +79,34 @@ enum ht_counter {
 	HT_CTR_COUNT = 4,
 };
 
+/* Softirq accounting: kept in the kernel per CPU (a record per softirq run would
+ * cost more than the run). Index into the `softirqs` map. */
+enum ht_softirq {
+	HT_SIRQ_NET_TX = 0,
+	HT_SIRQ_NET_RX = 1,
+	HT_SIRQ_COUNT = 2,
+};
+
+/* Log-linear buckets with 2 sub-bits: exact below 8 ns, then each power of two in
+ * 4 buckets (within 12.5 %). Bucket b >= 8 holds [(4 + b % 4) << (b / 4 - 1),
+ * (5 + b % 4) << (b / 4 - 1)); the last one also holds everything above. */
+#define HT_SIRQ_BUCKETS 168
+
+struct ht_softirq_stats {
+	__u64 runs;             /* softirq_entry .. softirq_exit pairs */
+	__u64 run_ns;           /* their total duration */
+	__u64 max_run_ns;
+	__u64 ksoftirqd_runs;   /* of those, run by ksoftirqd instead of on irq exit */
+	__u64 ksoftirqd_ns;
+	__u64 raises;           /* softirq_raise events */
+	__u64 delays;           /* runs whose raise was seen: raise -> run delay measured */
+	__u64 delay_ns;
+	__u64 max_delay_ns;
+	__u64 napi_polls;       /* napi_poll events (NET_RX only) */
+	__u64 napi_exhausted;   /* polls that used their whole budget (time squeeze) */
+	__u64 napi_packets;     /* work done by those polls */
+	__u32 run_hist[HT_SIRQ_BUCKETS];
+	__u32 delay_hist[HT_SIRQ_BUCKETS];
+};
+
 #endif /* HOPTRACE_ABI_H */

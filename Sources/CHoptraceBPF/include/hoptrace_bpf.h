@@ -65,6 +65,17 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 /* Attach every tp_btf program. */
 int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err);
 
+/* Attach the softirq programs (softirq_raise/entry/exit, napi_poll). Optional:
+ * detached, they cost nothing. */
+int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err);
+
+/* Possible CPUs (the per-CPU maps' width). */
+int ht_num_cpus(void);
+
+/* Per-CPU softirq statistics since load into `out[vec * ncpu + cpu]` (room for
+ * HT_SIRQ_COUNT * max_cpus). Returns ncpu. */
+int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_stats *out, int max_cpus, struct ht_error *err);
+
 /* Attach the tcx programs (`directions`: HT_DIR_*) to `ifname` inside the network
  * namespace at `netns_path` (NULL: the caller's). Runs on a short-lived thread that
  * enters the namespace, so the caller's namespace never changes. */
