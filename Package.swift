@@ -23,6 +23,10 @@ let package = Package(
         .target(name: "CHoptraceNetns"),
         // Pure Swift: records, flows, hops, histograms, names, reports. No C, no CLI.
         .target(name: "HoptraceCore"),
+        // zlib, for compressed recording chunks.
+        .systemLibrary(name: "CZlib"),
+        // Recordings: the chunked, checksummed, compressed trace file; windows; comparison.
+        .target(name: "HoptraceRecording", dependencies: ["HoptraceCore", "CZlib"]),
         // Owns the loaded BPF object, its links and the drain thread.
         .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "CHoptraceBPF"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
@@ -30,7 +34,7 @@ let package = Package(
         .target(
             name: "HoptraceCLI",
             dependencies: [
-                "HoptraceCore", "HoptraceTracer", "HoptraceLab",
+                "HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -39,9 +43,10 @@ let package = Package(
         .executableTarget(name: "hoptrace-bench", dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         .testTarget(
             name: "HoptraceIntegrationTests",
-            dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab"]
+            dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
         ),
     ],
     swiftLanguageModes: [.v6]

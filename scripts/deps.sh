@@ -18,5 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# HdrHistogram's Python port: the test that hdrlog exports read back in HdrHistogram
+python3 -c 'import hdrh.histogram' 2>/dev/null || {
+  echo "deps: installing the hdrhistogram Python package"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore hdrhistogram
+}
 [ -x /opt/swift/usr/bin/swift ] || command -v swift >/dev/null || {
   echo "deps: no Swift toolchain (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }

@@ -58,7 +58,7 @@ struct Demo: ParsableCommand {
         var options = try TraceOptions.parse([])
         options.json = json
         let summary = TrafficSummary()
-        let report = runTrace(devices: devices, names: names, options: options) { interruption in
+        let report = runTrace(devices: devices, names: names, options: options) { interruption, _ in
             let traffic = Thread {
                 summary.run(a: a, b: b, requests: requests, bulkSeconds: bulkSeconds, datagrams: datagrams)
                 interruption.finish()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HoptraceCore
+import HoptraceRecording
 import HoptraceTracer
 
 /// The `hoptrace` command: subcommands only, each a thin shell over the libraries.
@@ -18,10 +19,15 @@ public struct HoptraceCommand: ParsableCommand {
           hoptrace list
           hoptrace trace --all-veth --duration 10s
           hoptrace trace --netns web --iface eth0 --json
+          hoptrace record -o before.hoptrace --all-veth --duration 60s
+          hoptrace report before.hoptrace
+          hoptrace compare before.hoptrace after.hoptrace --fail-if-slower 10%
+          hoptrace export before.hoptrace --format perfetto -o before.json
           hoptrace demo
         """,
         version: hoptraceVersion,
-        subcommands: [Doctor.self, List.self, Trace.self, Demo.self]
+        subcommands: [Doctor.self, List.self, Trace.self, Record.self, ReportCommand.self, Compare.self,
+                      ExportCommand.self, Demo.self]
     )
 
     public init() {}

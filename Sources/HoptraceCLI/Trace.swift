@@ -18,6 +18,46 @@ struct Trace: ParsableCommand {
         """
     )
 
+    @OptionGroup var selection: DeviceOptions
+    @OptionGroup var options: TraceOptions
+
+    func run() throws {
+        requireRoot()
+        let (devices, names) = selection.resolve()
+        let report = runTrace(devices: devices, names: names, options: options) { interruption, _ in
+            interruption.wait(seconds: Double(options.durationNs) / 1e9)
+        }
+        print(options.json ? report.json() : report.text(), terminator: options.json ? "\n" : "")
+    }
+}
+
+/// Attaches to `devices`, runs `body` (which waits while traffic flows), and returns
+/// the report. Errors print one line and exit non-zero; a signal still reports.
+func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions, sink: RecordSink? = nil,
+              body: (Interruption, TraceSession) -> Void) -> Report {
+    let interruption = Interruption()
+    let session: TraceSession
+    do {
+        session = try TraceSession(devices: devices, options: options.tracerOptions, names: names,
+                                   flowCapacity: options.maxFlows, topFlows: options.top, sink: sink)
+    } catch {
+        fail(error.description)
+    }
+    progress("tracing \(devices.count) devices (\(devices.map(\.label).prefix(6).joined(separator: ", "))"
+             + (devices.count > 6 ? ", ..." : "") + "); Ctrl-C to stop early")
+    session.start()
+    body(interruption, session)
+    do {
+        let report = try session.stop()
+        if interruption.received != 0 { progress("interrupted: reporting what was traced") }
+        return report
+    } catch {
+        fail("trace failed: \(error)")
+    }
+}
+
+/// Which devices to trace: shared by `trace` and `record`.
+struct DeviceOptions: ParsableArguments {
     @Flag(help: "Trace every veth device on the node.")
     var allVeth = false
 
@@ -27,8 +67,6 @@ struct Trace: ParsableCommand {
     @Option(name: .customLong("iface"), help: "A device to trace (repeatable).")
     var interfaces: [String] = []
 
-    @OptionGroup var options: TraceOptions
-
     func validate() throws {
         if allVeth && !interfaces.isEmpty { throw ValidationError("use either --all-veth or --iface, not both") }
         if !allVeth && interfaces.isEmpty {
@@ -36,44 +74,14 @@ struct Trace: ParsableCommand {
         }
     }
 
-    func run() throws {
-        requireRoot()
+    /// The devices and the node's names; a bad selection prints one line and exits.
+    func resolve() -> ([DeviceSelection], NameTable) {
         let topology = Discovery.topology()
-        let devices: [DeviceSelection]
         do {
-            devices = try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces)
+            return (try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces), topology.names)
         } catch {
             fail(error.description)
         }
-        let report = runTrace(devices: devices, names: topology.names, options: options) { interruption in
-            interruption.wait(seconds: Double(options.durationNs) / 1e9)
-        }
-        print(options.json ? report.json() : report.text(), terminator: options.json ? "\n" : "")
-    }
-}
-
-/// Attaches to `devices`, runs `body` (which waits while traffic flows), and returns
-/// the report. Errors print one line and exit non-zero; a signal still reports.
-func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions,
-              body: (Interruption) -> Void) -> Report {
-    let interruption = Interruption()
-    let session: TraceSession
-    do {
-        session = try TraceSession(devices: devices, options: options.tracerOptions, names: names,
-                                   flowCapacity: options.maxFlows, topFlows: options.top)
-    } catch {
-        fail(error.description)
-    }
-    progress("tracing \(devices.count) devices (\(devices.map(\.label).prefix(6).joined(separator: ", "))"
-             + (devices.count > 6 ? ", ..." : "") + "); Ctrl-C to stop early")
-    session.start()
-    body(interruption)
-    do {
-        let report = try session.stop()
-        if interruption.received != 0 { progress("interrupted: reporting what was traced") }
-        return report
-    } catch {
-        fail("trace failed: \(error)")
     }
 }
 

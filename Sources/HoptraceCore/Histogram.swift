@@ -19,7 +19,7 @@ public struct Histogram: Sendable, Equatable {
     }
 
     @inline(__always)
-    func bucketIndex(_ value: UInt64) -> Int {
+    public func bucketIndex(_ value: UInt64) -> Int {
         let exact = UInt64(1) << precisionBits
         if value < exact { return Int(value) }
         let msb = 63 - value.leadingZeroBitCount
@@ -28,7 +28,7 @@ public struct Histogram: Sendable, Equatable {
     }
 
     /// The lowest and highest value that land in bucket `index`.
-    func bucketRange(_ index: Int) -> ClosedRange<UInt64> {
+    public func bucketRange(_ index: Int) -> ClosedRange<UInt64> {
         let exact = 1 << precisionBits
         if index < exact { return UInt64(index)...UInt64(index) }
         let half = 1 << (precisionBits - 1)

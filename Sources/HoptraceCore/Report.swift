@@ -183,7 +183,8 @@ public struct Report: Codable, Sendable {
             hops.append(HopReport(from: endpoint(key.from), to: endpoint(key.to), packets: s.packets,
                                   records: s.records, segments: segments, total: LatencySummary(s.total), softirq: shares))
         }
-        hops.sort { ($0.from.netnsName, $0.from.device, $0.to.netnsName) < ($1.from.netnsName, $1.from.device, $1.to.netnsName) }
+        hops.sort { ($0.from.netnsName, $0.from.device, $0.to.netnsName, $0.to.device, $0.from.netns)
+            < ($1.from.netnsName, $1.from.device, $1.to.netnsName, $1.to.device, $1.from.netns) }
         var flows: [FlowReport] = []
         for (i, k) in a.flows.keys.enumerated() where a.flows.stats[i].hopRecords + a.flows.stats[i].dropped > 0 {
             let s = a.flows.stats[i]
@@ -192,7 +193,8 @@ public struct Report: Codable, Sendable {
                                     destinationPort: k.destinationPort, packets: s.packets, bytes: s.bytes,
                                     dropped: s.dropped, hop: LatencySummary(s.hopTotal)))
         }
-        flows.sort { ($0.hop.p99Ns, $0.packets) > ($1.hop.p99Ns, $1.packets) }
+        // slowest first; ties in a stable order so the same records give the same report
+        flows.sort { ($1.hop.p99Ns, $1.packets, $0.flow) < ($0.hop.p99Ns, $0.packets, $1.flow) }
         self.durationSeconds = durationSeconds
         self.records = a.records
         self.hops = hops
@@ -200,7 +202,8 @@ public struct Report: Codable, Sendable {
         self.drops = a.drops.map { DropReport(from: endpoint($0.key.hop.from), at: endpoint($0.key.hop.to),
                                               reason: $0.key.reason, reasonName: dropReasons.name($0.key.reason),
                                               packets: $0.value) }
-            .sorted { ($0.packets, $0.reason) > ($1.packets, $1.reason) }
+            .sorted { ($1.packets, $0.reason, $0.from.netns, $0.from.ifindex, $0.at.netns, $0.at.ifindex)
+                < ($0.packets, $1.reason, $1.from.netns, $1.from.ifindex, $1.at.netns, $1.at.ifindex) }
         self.flows = Array(flows.prefix(topFlows))
         self.foldedFlows = a.flows.foldedFlows
         self.lostEvents = counters.lost

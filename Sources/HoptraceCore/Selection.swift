@@ -60,3 +60,9 @@ extension NodeTopology {
         return chosen.compactMap(selection)
     }
 }
+
+
+/// Where a trace's records go besides the aggregate (a recording file).
+public protocol RecordSink: AnyObject {
+    func append(_ record: HopRecord)
+}

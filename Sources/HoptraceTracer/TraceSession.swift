@@ -15,6 +15,7 @@ public final class TraceSession: @unchecked Sendable {
     private var kept: [HopRecord] = []
     private let keepRecords: Int
     private let topFlows: Int
+    private let sink: RecordSink?
     private var decodeError: RecordDecodingError?
     private var startWall = Date()
     private var startStats: [Tracer.ProgramStats] = []
@@ -25,8 +26,10 @@ public final class TraceSession: @unchecked Sendable {
     /// Loads the BPF programs and attaches them to `devices` (needs root).
     /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
-                flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0) throws(TracerError) {
+                flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0,
+                sink: RecordSink? = nil) throws(TracerError) {
         self.topFlows = topFlows
+        self.sink = sink
         self.devices = devices
         self.options = options
         self.names = names
@@ -54,11 +57,12 @@ public final class TraceSession: @unchecked Sendable {
         let d = DrainThread(tracer: tracer) { [self] batch in
             lock.withLock {
                 do throws(RecordDecodingError) {
-                    if keepRecords > 0 && kept.count < keepRecords {
+                    if keepRecords > 0 && kept.count < keepRecords || sink != nil {
                         var off = 0
                         while off < batch.count {
                             let r = try HopRecord(decoding: batch, at: off)
                             aggregate.add(r)
+                            sink?.append(r)
                             if kept.count < keepRecords { kept.append(r) }
                             off += RecordLayout.size
                         }
@@ -72,6 +76,25 @@ public final class TraceSession: @unchecked Sendable {
         }
         drain = d
         d.start()
+    }
+
+    /// Runs `body` while the drain thread is not handing records over (to write
+    /// to the sink from another thread).
+    public func synchronized<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock { try body() } }
+
+    /// Kernel counters so far.
+    public func counters() -> TracerCounters { (try? tracer.counters()) ?? TracerCounters() }
+
+    /// NET_RX + NET_TX run time per CPU since the start, nanoseconds (empty when off).
+    public func softirqRunNs() -> [UInt64] {
+        guard options.softirq, let perCPU = try? tracer.softirqCounters() else { return [] }
+        return perCPU.map { $0.reduce(0) { $0 + $1.runNs } }
+    }
+
+    /// The softirq report so far.
+    public func softirqReport() -> SoftirqReport {
+        guard options.softirq, let perCPU = try? tracer.softirqCounters() else { return .disabled }
+        return SoftirqReport(perCPU: perCPU, seconds: Date().timeIntervalSince(startWall))
     }
 
     /// Records seen so far (up to `keepRecords`).

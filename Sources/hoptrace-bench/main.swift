@@ -211,9 +211,10 @@ func sockperfP50() throws -> Double {
 }
 
 /// Runs `body` traced by hoptrace; returns its result and the BPF cost figures.
-func traced<T>(stats: Bool = false, _ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
+func traced<T>(stats: Bool = false, softirq: Bool = true, _ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
     var options = TracerOptions()
     options.runTimeStats = stats
+    options.softirq = softirq
     let session = try TraceSession(devices: lab.devices, options: options, names: names)
     session.start()
     let value = try body()
@@ -231,6 +232,13 @@ for _ in 0..<repeats {
     plain.append(u); withTrace.append(t); ratios.append(t / u)
     lostBulk += report.lostEvents
 }
+say("softirq tracing: iperf3 traced with softirq on vs off, \(repeats) pairs")
+var softirqRatios: [Double] = []
+for _ in 0..<repeats {
+    let (off, _, _) = try traced(softirq: false) { try iperf() }
+    let (on, _, _) = try traced(softirq: true) { try iperf() }
+    softirqRatios.append(on / off)
+}
 say("bpf_stats: ns per program run and per packet, \(repeats) traced iperf3 runs with run-time stats on")
 var bpfPerPacketBulk: [Double] = [], statsRatios: [Double] = []
 var perProgram: [String: (runs: UInt64, ns: UInt64)] = [:]
@@ -244,7 +252,8 @@ for _ in 0..<repeats {
 results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": median(withTrace),
                          "traced_vs_untraced": (median(ratios) * 1000).rounded() / 1000, "lost_records": lostBulk,
                          "bpf_ns_per_packet_with_stats": median(bpfPerPacketBulk).rounded(),
-                         "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000]
+                         "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000,
+                         "softirq_on_vs_off": (median(softirqRatios) * 1000).rounded() / 1000]
 results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
     .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
 
@@ -293,7 +302,60 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
         bt.waitUntilExit()
         peerRatios.append(t / u)
     }
-    if !peerRatios.isEmpty { results["peer_bpftrace"] = ["traced_vs_untraced": (median(peerRatios) * 1000).rounded() / 1000] }
+    var peer: [String: Any] = [:]
+    if !peerRatios.isEmpty { peer["traced_vs_untraced"] = (median(peerRatios) * 1000).rounded() / 1000 }
+
+    // the softirq peer: ns per event of bpftrace's softirq programs vs ours, both
+    // measured by bpf_stats under the same iperf3 load
+    say("peer: softirq programs, bpftrace (bench/peer-softirq.bt) vs hoptrace, ns per event, \(repeats) runs")
+    let stats = try Tracer()
+    try stats.enableRunTimeStats()
+    var peerNs: [Double] = []
+    for _ in 0..<repeats {
+        let bt = Process()
+        bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        bt.arguments = ["bpftrace", "bench/peer-softirq.bt"]
+        let pipe = Pipe()
+        bt.standardOutput = pipe
+        bt.standardError = FileHandle.nullDevice
+        try bt.run()
+        var seen = ""
+        let deadline = nowSeconds() + 20
+        while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
+            seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        let before = try bpftraceProgramTotals(pid: bt.processIdentifier)
+        _ = try iperf()
+        let after = try bpftraceProgramTotals(pid: bt.processIdentifier)
+        bt.interrupt()
+        _ = pipe.fileHandleForReading.readDataToEndOfFile()
+        bt.waitUntilExit()
+        if after.runs > before.runs { peerNs.append(Double(after.ns - before.ns) / Double(after.runs - before.runs)) }
+    }
+    stats.close()
+    let ours = perProgram.filter { ["ht_softirq_raise", "ht_softirq_entry", "ht_softirq_exit"].contains($0.key) }
+    let ourRuns = ours.values.reduce(UInt64(0)) { $0 + $1.runs }, ourNs = ours.values.reduce(UInt64(0)) { $0 + $1.ns }
+    if !peerNs.isEmpty, ourRuns > 0 {
+        let mine = Double(ourNs) / Double(ourRuns)
+        peer["softirq_bpftrace_ns_per_event"] = median(peerNs).rounded()
+        peer["softirq_hoptrace_ns_per_event"] = mine.rounded()
+        peer["softirq_hoptrace_vs_bpftrace"] = (mine / median(peerNs) * 1000).rounded() / 1000
+    }
+    results["peer_bpftrace"] = peer
+}
+
+/// Run count and time of the BPF programs a process (bpftrace) holds.
+func bpftraceProgramTotals(pid: Int32) throws -> (runs: UInt64, ns: UInt64) {
+    let json = try Command.run(["bpftool", "-j", "prog", "show"])
+    let progs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
+    var runs: UInt64 = 0, ns: UInt64 = 0
+    for p in progs {
+        let pids = (p["pids"] as? [[String: Any]]) ?? []
+        guard pids.contains(where: { ($0["pid"] as? Int) == Int(pid) }) else { continue }
+        runs += UInt64(p["run_cnt"] as? Int ?? 0)
+        ns += UInt64(p["run_time_ns"] as? Int ?? 0)
+    }
+    return (runs, ns)
 }
 
 // MARK: report

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import HoptraceCore
+import HoptraceRecording
+
+/// Reads a recording or prints one line saying why it cannot and exits `code`.
+func load(_ path: String, code: Int32 = 1) -> RecordedTrace {
+    do { return try RecordedTrace(path: path) } catch { fail("\(path): \(error)", code: code) }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "The report of a recording, as live, plus a timeline that flags slow windows.",
+        discussion: """
+        Examples:
+          hoptrace report before.hoptrace
+          hoptrace report before.hoptrace --json
+        """
+    )
+
+    @Argument(help: "A recording made by 'hoptrace record'.")
+    var file: String
+
+    @Option(help: "Flows listed, slowest p99 first.")
+    var top: Int = 10
+
+    @Flag(help: "Print JSON: the live report's schema plus 'recording' and 'timeline'.")
+    var json = false
+
+    func run() throws {
+        let trace = load(file)
+        let report = trace.report(topFlows: top)
+        let timeline = trace.timeline
+        let m = trace.contents.metadata
+        if let why = trace.contents.cutShort { progress("\(file) was cut short: \(why); reporting what it holds") }
+        if json {
+            var object = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+            object["timeline"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(timeline))
+            var recording = try JSONSerialization.jsonObject(with: JSONEncoder().encode(m)) as! [String: Any]
+            recording["cut_short"] = trace.contents.cutShort ?? NSNull()
+            recording["file_bytes"] = trace.contents.fileBytes
+            object["recording"] = recording
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            return
+        }
+        let started = Date(timeIntervalSince1970: Double(m.startUnixNs) / 1e9)
+        print("recording \(file): host \(m.host), kernel \(m.kernel), started \(started), hoptrace \(m.toolVersion)"
+              + (trace.contents.cutShort != nil ? " (CUT SHORT)" : ""))
+        print(report.text(), terminator: "")
+        print(timeline.text(), terminator: "")
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare two recordings: per hop and segment, what changed, with confidence.",
+        discussion: """
+        Windows, not packets, are resampled (packets of one second are not independent);
+        see docs/compare.md. Exit status: 0, or 1 when --fail-if-slower is exceeded,
+        2 when a recording cannot be read.
+
+        Examples:
+          hoptrace compare before.hoptrace after.hoptrace
+          hoptrace compare before.hoptrace after.hoptrace --fail-if-slower 10%
+        """
+    )
+
+    @Argument(help: "The recording before the change.")
+    var before: String
+
+    @Argument(help: "The recording after the change.")
+    var after: String
+
+    @Option(help: "Exit 1 if any hop's p99 got significantly slower by at least this much, e.g. 10%.")
+    var failIfSlower: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    var threshold: Double? { failIfSlower.flatMap { Double($0.hasSuffix("%") ? String($0.dropLast()) : $0) } }
+
+    func validate() throws {
+        if failIfSlower != nil, threshold == nil || threshold! < 0 {
+            throw ValidationError("bad --fail-if-slower '\(failIfSlower!)': a percentage, e.g. 10%")
+        }
+    }
+
+    func run() throws {
+        let a = load(before, code: 2), b = load(after, code: 2)
+        for (path, t) in [(before, a), (after, b)] where t.contents.cutShort != nil {
+            progress("\(path) was cut short: \(t.contents.cutShort!)")
+        }
+        let comparison = Comparison(before: a.comparisonRun, after: b.comparisonRun)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(comparison), as: UTF8.self))
+        } else {
+            print(comparison.text(), terminator: "")
+        }
+        if let t = threshold {
+            let slower = comparison.slower(byAtLeast: t)
+            if !slower.isEmpty {
+                progress("\(slower.count) hops got slower by at least \(t)% (p99): \(slower.map(\.hop).joined(separator: "; "))")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export a recording's records: csv, jsonl, hdrlog (HdrHistogram interval log), perfetto.",
+        discussion: """
+        Examples:
+          hoptrace export before.hoptrace --format csv -o before.csv
+          hoptrace export before.hoptrace --format perfetto -o before.json   # open in ui.perfetto.dev
+          hoptrace export before.hoptrace --format hdrlog -o before.hlog
+        """
+    )
+
+    @Argument(help: "A recording made by 'hoptrace record'.")
+    var file: String
+
+    @Option(help: "csv, jsonl, hdrlog or perfetto.")
+    var format: String
+
+    @Option(name: .shortAndLong, help: "Output file ('-' for standard output).")
+    var output: String
+
+    @Flag(help: "Overwrite an existing output file.")
+    var force = false
+
+    func validate() throws {
+        guard Export.Format(rawValue: format) != nil else {
+            throw ValidationError("bad --format '\(format)': use \(Export.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if output != "-" && !force && FileManager.default.fileExists(atPath: output) {
+            throw ValidationError("\(output) exists; use --force to overwrite it")
+        }
+    }
+
+    func run() throws {
+        let handle: FileHandle
+        if output == "-" {
+            handle = FileHandle.standardOutput
+        } else {
+            guard FileManager.default.createFile(atPath: output, contents: nil), let h = FileHandle(forWritingAtPath: output) else {
+                fail("cannot create \(output)")
+            }
+            handle = h
+        }
+        var writer: Export.Writer?
+        let reasons = DropReasons.running()
+        let contents: RecordingContents
+        do {
+            contents = try RecordingReader.read(path: file) { r in writer?.add(r) } metadataHook: { m in
+                writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, reasons: reasons)
+            }
+        } catch {
+            fail("\(file): \(error)")
+        }
+        writer?.finish(softirq: contents.end?.softirq)
+        if let why = contents.cutShort { progress("\(file) was cut short: \(why); exported what it holds") }
+        if output != "-" { try? handle.close() }
+        progress("exported \(contents.records) records as \(format) to \(output)")
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import HoptraceCore
+
+/// The recording file (docs/recording-format.md): a 16-byte file header, then
+/// chunks, each self-contained, checksummed and (payload) compressed, so a file cut
+/// anywhere is readable up to its last complete chunk.
+public enum RecordingFormat {
+    public static let magic: [UInt8] = Array("HOPTRACE".utf8)
+    public static let version: UInt16 = 1
+    public static let chunkMagic: UInt32 = 0x4B43_5448 // "HTCK"
+    public static let fileHeaderBytes = 16
+    public static let chunkHeaderBytes = 20
+    /// No chunk is larger than this (raw or stored): guards readers against lengths from corrupt input.
+    public static let maxChunkBytes = 64 << 20
+    /// A records chunk is written at this many records, or at each window boundary.
+    public static let recordsPerChunk = 65_536
+
+    public enum ChunkType: UInt8, Sendable {
+        case metadata = 1
+        case records = 2
+        case status = 3
+        case end = 4
+    }
+
+    public enum Codec: UInt8, Sendable {
+        case raw = 0
+        case zlib = 1
+    }
+}
+
+public enum RecordingError: Error, Equatable, CustomStringConvertible {
+    case notARecording(String)
+    case newerVersion(UInt16)
+    case corrupt(String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .notARecording(let why): "not a hoptrace recording (\(why))"
+        case .newerVersion(let v): "recording format version \(v) is newer than this hoptrace reads (\(RecordingFormat.version)); upgrade hoptrace"
+        case .corrupt(let why): "recording is corrupt: \(why)"
+        case .io(let why): why
+        }
+    }
+}
+
+/// What a recording says about itself, so a report made later elsewhere is complete.
+public struct RecordingMetadata: Codable, Sendable, Equatable {
+    public var formatVersion: Int
+    public var toolVersion: String
+    public var host: String
+    public var kernel: String
+    /// Wall-clock start, Unix nanoseconds, and the CLOCK_MONOTONIC time of the same moment.
+    public var startUnixNs: UInt64
+    public var startMonotonicNs: UInt64
+    public var windowNs: UInt64
+    public var sampling: Sampling
+    public var devices: [String]
+    public var softirq: Bool
+    public var names: NameTable
+
+    public init(toolVersion: String, host: String, kernel: String, startUnixNs: UInt64, startMonotonicNs: UInt64,
+                windowNs: UInt64, sampling: Sampling, devices: [String], softirq: Bool, names: NameTable) {
+        formatVersion = Int(RecordingFormat.version)
+        self.toolVersion = toolVersion
+        self.host = host
+        self.kernel = kernel
+        self.startUnixNs = startUnixNs
+        self.startMonotonicNs = startMonotonicNs
+        self.windowNs = windowNs
+        self.sampling = sampling
+        self.devices = devices
+        self.softirq = softirq
+        self.names = names
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", toolVersion = "tool_version", host, kernel
+        case startUnixNs = "start_unix_ns", startMonotonicNs = "start_monotonic_ns", windowNs = "window_ns"
+        case sampling, devices, softirq, names
+    }
+}
+
+/// A snapshot written at each window boundary and at the end: the kernel-side
+/// counters and softirq totals so far, for the timeline and the final report.
+public struct RecordingStatus: Codable, Sendable, Equatable {
+    public var monotonicNs: UInt64
+    public var counters: TracerCounters
+    /// Per CPU: NET_RX + NET_TX run time since the start, nanoseconds.
+    public var softirqRunNs: [UInt64]
+    /// The whole softirq report at this moment (in the end chunk only).
+    public var final: Bool
+
+    public init(monotonicNs: UInt64, counters: TracerCounters, softirqRunNs: [UInt64], final: Bool) {
+        self.monotonicNs = monotonicNs
+        self.counters = counters
+        self.softirqRunNs = softirqRunNs
+        self.final = final
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case monotonicNs = "monotonic_ns", counters, softirqRunNs = "softirq_run_ns", final
+    }
+}

@@ -1,0 +1,168 @@
+import HoptraceCore
+
+/// Per-window latency of each hop, so a slowdown of two seconds in a ten-minute
+/// run stands out instead of vanishing in the whole-run histogram.
+public struct WindowedAggregate: Sendable {
+    public let windowNs: UInt64
+    public let startNs: UInt64
+    /// Window histograms are within 1.6 %: fine enough for comparisons, small enough
+    /// for hours of windows (typically 2-3 KiB each).
+    public static let precisionBits = 6
+    /// hop -> window index -> histogram of hop totals.
+    public private(set) var hops: [HopKey: [Int: Histogram]] = [:]
+    /// hop -> segment -> window -> histogram, for comparisons by segment.
+    public private(set) var segments: [HopKey: [Segment: [Int: Histogram]]] = [:]
+    public private(set) var drops: [Int: UInt64] = [:]
+    /// The slowest flows of each (hop, window): up to three, by their slowest hop.
+    public private(set) var slowFlows: [HopKey: [Int: [(flow: FlowKey, maxNs: UInt64)]]] = [:]
+    public private(set) var lastWindow = 0
+
+    public init(windowNs: UInt64, startNs: UInt64) {
+        self.windowNs = max(windowNs, 1)
+        self.startNs = startNs
+    }
+
+    public func window(of ns: UInt64) -> Int { ns <= startNs ? 0 : Int((ns - startNs) / windowNs) }
+
+    public mutating func add(_ r: HopRecord) {
+        let w = window(of: r.timestampNs)
+        lastWindow = max(lastWindow, w)
+        switch r.kind {
+        case .drop:
+            drops[w, default: 0] += UInt64(r.gsoSegments)
+        case .deliver:
+            segments[HopKey(from: r.from, to: r.to), default: [:]][.deliver, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)]
+                .record(UInt64(r.deliverNs))
+        case .hop:
+            let key = HopKey(from: r.from, to: r.to), total = r.totalNs
+            hops[key, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)].record(total)
+            for s in Segment.hopSegments where r[s] > 0 {
+                segments[key, default: [:]][s, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)].record(UInt64(r[s]))
+            }
+            var slow = slowFlows[key, default: [:]][w, default: []]
+            if let i = slow.firstIndex(where: { $0.flow == r.flow }) {
+                slow[i].maxNs = max(slow[i].maxNs, total)
+            } else if slow.count < 3 {
+                slow.append((r.flow, total))
+            } else if let i = slow.indices.min(by: { slow[$0].maxNs < slow[$1].maxNs }), slow[i].maxNs < total {
+                slow[i] = (r.flow, total)
+            }
+            slowFlows[key, default: [:]][w] = slow
+        }
+    }
+}
+
+/// The timeline section of a report from a recording.
+public struct Timeline: Codable, Sendable {
+    public struct Point: Codable, Sendable {
+        public var window: Int
+        public var count: UInt64
+        public var p50Ns: UInt64
+        public var p99Ns: UInt64
+        public var maxNs: UInt64
+
+        enum CodingKeys: String, CodingKey { case window, count, p50Ns = "p50_ns", p99Ns = "p99_ns", maxNs = "max_ns" }
+    }
+
+    public struct HopLine: Codable, Sendable {
+        public var hop: String
+        public var points: [Point]
+    }
+
+    /// A window where a hop's p99 jumped well above its own baseline, with what else
+    /// happened then.
+    public struct Flag: Codable, Sendable {
+        public var window: Int
+        public var hop: String
+        public var p99Ns: UInt64
+        public var baselineP99Ns: UInt64
+        /// Per CPU: NET_RX + NET_TX run time in that window, % (from the status chunks).
+        public var softirqBusyPercent: [Double]
+        public var drops: UInt64
+        public var slowFlows: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case window, hop, p99Ns = "p99_ns", baselineP99Ns = "baseline_p99_ns"
+            case softirqBusyPercent = "softirq_busy_percent", drops, slowFlows = "slow_flows"
+        }
+    }
+
+    public var windowNs: UInt64
+    public var windows: Int
+    public var hops: [HopLine]
+    public var flagged: [Flag]
+
+    enum CodingKeys: String, CodingKey { case windowNs = "window_ns", windows, hops, flagged }
+
+    /// The flag rule (docs/recording-format.md): a window with at least 20 records whose
+    /// p99 is at least 3x the hop's baseline (the median of its windows' p99) and at
+    /// least 50 us above it.
+    public static let minRecords: UInt64 = 20
+    public static let factor = 3.0
+    public static let minJumpNs: UInt64 = 50_000
+
+    public init(_ w: WindowedAggregate, names: NameTable, statuses: [RecordingStatus]) {
+        windowNs = w.windowNs
+        windows = w.lastWindow + 1
+        var lines: [HopLine] = [], flags: [Flag] = []
+        for key in w.hops.keys.sorted() {
+            let label = "\(names.label(key.from)) -> \(names.label(key.to))"
+            let byWindow = w.hops[key]!
+            let points = byWindow.keys.sorted().map { i in
+                let h = byWindow[i]!
+                return Point(window: i, count: h.count, p50Ns: h.value(atQuantile: 0.5), p99Ns: h.value(atQuantile: 0.99), maxNs: h.max)
+            }
+            lines.append(HopLine(hop: label, points: points))
+            let full = points.filter { $0.count >= Self.minRecords }.map(\.p99Ns).sorted()
+            guard full.count >= 3 else { continue }
+            let baseline = full[full.count / 2]
+            for p in points where p.count >= Self.minRecords && Double(p.p99Ns) >= Self.factor * Double(baseline)
+                && p.p99Ns >= baseline + Self.minJumpNs {
+                let slow = (w.slowFlows[key]?[p.window] ?? []).sorted { $0.maxNs > $1.maxNs }
+                    .map { "\($0.flow.description) (max \(formatNs($0.maxNs)))" }
+                flags.append(Flag(window: p.window, hop: label, p99Ns: p.p99Ns, baselineP99Ns: baseline,
+                                  softirqBusyPercent: Self.softirqBusy(window: p.window, w: w, statuses: statuses),
+                                  drops: w.drops[p.window] ?? 0, slowFlows: slow))
+            }
+        }
+        hops = lines
+        flagged = flags.sorted { ($0.window, $0.hop) < ($1.window, $1.hop) }
+    }
+
+    /// Softirq busy % per CPU over the status snapshots that bracket the window.
+    static func softirqBusy(window: Int, w: WindowedAggregate, statuses: [RecordingStatus]) -> [Double] {
+        let start = w.startNs + UInt64(window) * w.windowNs, end = start + w.windowNs
+        guard let a = statuses.last(where: { $0.monotonicNs <= start }) ?? statuses.first,
+              let b = statuses.first(where: { $0.monotonicNs >= end }) ?? statuses.last,
+              b.monotonicNs > a.monotonicNs, a.softirqRunNs.count == b.softirqRunNs.count else { return [] }
+        let span = Double(b.monotonicNs - a.monotonicNs)
+        return zip(a.softirqRunNs, b.softirqRunNs).map { (100 * Double($1 &- $0) / span * 10).rounded() / 10 }
+    }
+
+    public func text() -> String {
+        var out = "TIMELINE (\(formatNs(windowNs)) windows, hop total p50 / p99)\n"
+        let shown = windows <= 60 ? Array(0..<windows) : Array(stride(from: 0, to: windows, by: windows / 60 + 1))
+        for line in hops {
+            out += "  \(line.hop)\n   "
+            let byWindow = Dictionary(uniqueKeysWithValues: line.points.map { ($0.window, $0) })
+            for (n, i) in shown.enumerated() {
+                if let p = byWindow[i] { out += " \(i):\(formatNs(p.p50Ns))/\(formatNs(p.p99Ns))" } else { out += " \(i):-" }
+                if n % 6 == 5 { out += "\n   " }
+            }
+            out += "\n"
+        }
+        if flagged.isEmpty {
+            out += "  no window where a hop's p99 jumped to \(Int(Self.factor))x its baseline\n"
+        }
+        for f in flagged {
+            out += "  FLAG window \(f.window): \(f.hop) p99 \(formatNs(f.p99Ns)) vs baseline \(formatNs(f.baselineP99Ns))"
+            if !f.softirqBusyPercent.isEmpty {
+                out += "; softirq busy " + f.softirqBusyPercent.enumerated().map { "CPU\($0) \($1)%" }.joined(separator: " ")
+            }
+            out += "; drops \(f.drops)"
+            if !f.slowFlows.isEmpty { out += "; slowest flows: " + f.slowFlows.joined(separator: ", ") }
+            out += "\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import HoptraceCore
+
+/// The end of a recording: final counters and softirq figures. Its absence means
+/// the recording was cut short (crash, kill -9, full disk).
+public struct RecordingEnd: Codable, Sendable {
+    public var status: RecordingStatus
+    public var durationSeconds: Double
+    public var softirq: SoftirqReport
+
+    public init(status: RecordingStatus, durationSeconds: Double, softirq: SoftirqReport) {
+        self.status = status
+        self.durationSeconds = durationSeconds
+        self.softirq = softirq
+    }
+
+    enum CodingKeys: String, CodingKey { case status, durationSeconds = "duration_seconds", softirq }
+}
+
+/// Writes a recording. Chunks go out whole in one write each, at most a window (or
+/// 65,536 records) apart, so a crash loses at most the chunk being built. After a
+/// write error (a full disk) it stops writing and keeps the error; the file stays
+/// readable up to the last complete chunk.
+public final class RecordingWriter: RecordSink {
+    public let path: String
+    private let fd: Int32
+    private var encoder = RecordEncoder()
+    private let windowNs: UInt64
+    private var chunkStartNs: UInt64?
+    public private(set) var error: RecordingError?
+    public private(set) var bytesWritten: UInt64 = 0
+    public private(set) var recordsWritten: UInt64 = 0
+    private var closed = false
+
+    /// Creates the file (mode 0600). An existing file is an error unless `force`.
+    public init(path: String, metadata: RecordingMetadata, force: Bool = false) throws(RecordingError) {
+        self.path = path
+        windowNs = max(metadata.windowNs, 1_000_000)
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL)
+        let fd = open(path, flags, 0o600)
+        guard fd >= 0 else {
+            let e = errno
+            if e == EEXIST { throw .io("\(path) exists; use --force to overwrite it") }
+            throw .io("cannot create \(path): \(String(cString: strerror(e)))")
+        }
+        fchmod(fd, 0o600)
+        self.fd = fd
+        var header = ByteWriter()
+        header.bytes.append(contentsOf: RecordingFormat.magic)
+        header.u16(RecordingFormat.version)
+        header.u16(0)
+        header.u32(0)
+        try writeAll(header.bytes)
+        let json = (try? JSONEncoder().encode(metadata)) ?? Data()
+        try writeChunk(.metadata, Array(json))
+        if let e = error { throw e }
+    }
+
+    deinit { if !closed { Glibc.close(fd) } }
+
+    private func writeAll(_ bytes: [UInt8]) throws(RecordingError) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = RecordingError.io("writing \(path): \(String(cString: strerror(errno)))")
+                error = e
+                throw e
+            }
+            off += n
+            bytesWritten += UInt64(n)
+        }
+    }
+
+    private func writeChunk(_ type: RecordingFormat.ChunkType, _ raw: [UInt8]) throws(RecordingError) {
+        let stored = Zlib.compress(raw)
+        var h = ByteWriter()
+        h.u32(RecordingFormat.chunkMagic)
+        h.u8(type.rawValue)
+        h.u8(RecordingFormat.Codec.zlib.rawValue)
+        h.u16(0)
+        h.u32(UInt32(stored.count))
+        h.u32(UInt32(raw.count))
+        h.u32(Zlib.crc32(stored))
+        try writeAll(h.bytes + stored)
+    }
+
+    /// Adds a record; a chunk is written when the current one spans a window or is full.
+    public func append(_ r: HopRecord) {
+        guard error == nil, !closed else { return }
+        if let start = chunkStartNs, r.timestampNs > start &+ windowNs || encoder.count >= RecordingFormat.recordsPerChunk {
+            flush()
+        }
+        if chunkStartNs == nil { chunkStartNs = r.timestampNs }
+        encoder.add(r)
+        recordsWritten += 1
+    }
+
+    /// Adds a batch of raw kernel records.
+    public func append(batch raw: UnsafeRawBufferPointer) throws(RecordDecodingError) {
+        var off = 0
+        while off + RecordLayout.size <= raw.count {
+            append(try HopRecord(decoding: raw, at: off))
+            off += RecordLayout.size
+        }
+    }
+
+    /// Writes the records gathered so far as a chunk.
+    public func flush() {
+        guard error == nil, encoder.count > 0 else { return }
+        try? writeChunk(.records, encoder.take())
+        chunkStartNs = nil
+    }
+
+    /// Writes a status snapshot (once per window: the timeline's softirq load and counters).
+    public func write(status: RecordingStatus) {
+        guard error == nil, !closed else { return }
+        flush()
+        if let json = try? JSONEncoder().encode(status) { try? writeChunk(.status, Array(json)) }
+    }
+
+    /// Writes the end chunk and closes the file; throws the first write error, if any.
+    public func finish(_ end: RecordingEnd) throws(RecordingError) {
+        guard !closed else { return }
+        flush()
+        if error == nil, let json = try? JSONEncoder().encode(end) { try? writeChunk(.end, Array(json)) }
+        closed = true
+        fsync(fd)
+        Glibc.close(fd)
+        if let e = error { throw e }
+    }
+}

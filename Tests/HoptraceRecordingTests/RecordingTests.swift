@@ -1,0 +1,299 @@
+import Foundation
+import XCTest
+
+@testable import HoptraceCore
+@testable import HoptraceRecording
+
+/// Synthetic traces: `windows` seconds of records over 4 hops and `flows` flows.
+func syntheticRecords(windows: Int, perWindow: Int, flows: Int = 50, seed: UInt64 = 1, start: UInt64 = 1_000_000_000_000) -> [HopRecord] {
+    var rng = SplitMix(state: seed)
+    var out: [HopRecord] = []
+    for w in 0..<windows {
+        for i in 0..<perWindow {
+            let hop = UInt32(i & 3)
+            let flowIndex = Int(rng.next() % UInt64(flows))
+            let flow = FlowKey(source: IPAddress(bytes: [10, 0, 0, UInt8(flowIndex % 200)]), destination: IPAddress(bytes: [10, 0, 1, 2]),
+                               sourcePort: UInt16(20000 + flowIndex), destinationPort: 80, proto: i % 7 == 0 ? 17 : 6, family: 4)
+            let r = UInt32(truncatingIfNeeded: rng.next())
+            let kind: HopRecord.Kind = i % 97 == 0 ? .drop : i % 11 == 0 ? .deliver : .hop
+            out.append(HopRecord(
+                timestampNs: start + UInt64(w) * 1_000_000_000 + UInt64(i) * (1_000_000_000 / UInt64(perWindow)) + UInt64(r % 1000),
+                forwardNs: hop == 0 ? 0 : 2000 + r % 500, qdiscNs: kind == .hop ? 400 + r % 300 : 0,
+                vethNs: kind == .hop ? 350 + (r >> 8) % 200 : 0, backlogNs: kind == .hop ? 800 + (r >> 4) % 3000 : 0,
+                deliverNs: kind == .deliver ? 40_000 + r % 9000 : 0, dropReason: kind == .drop ? 3 : 0, length: 1514,
+                from: Endpoint(netns: 4026532000 + hop, ifindex: 2), to: Endpoint(netns: 4026532001 + hop, ifindex: 3),
+                gsoSegments: i % 5 == 0 ? 44 : 1, kind: kind, flags: hop == 0 ? [.firstHop] : [], cpu: UInt16(i & 1),
+                hopIndex: UInt16(hop), flow: flow))
+        }
+    }
+    return out
+}
+
+func metadata(start: UInt64 = 1_000_000_000_000, windowNs: UInt64 = 1_000_000_000) -> RecordingMetadata {
+    var names = NameTable()
+    for i in 0..<5 {
+        names.netns[4026532000 + UInt32(i)] = "ns\(i)"
+        names.devices[Endpoint(netns: 4026532000 + UInt32(i), ifindex: 2)] = "eth0"
+        names.devices[Endpoint(netns: 4026532000 + UInt32(i), ifindex: 3)] = "veth\(i)"
+    }
+    return RecordingMetadata(toolVersion: "test", host: "testhost", kernel: "6.18", startUnixNs: 1_700_000_000_000_000_000,
+                             startMonotonicNs: start, windowNs: windowNs, sampling: Sampling(), devices: ["ns0/eth0"],
+                             softirq: false, names: names)
+}
+
+func tempPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "hoptrace-test-\(getpid())-\(UUID().uuidString.prefix(8))-\(name)"
+}
+
+/// Writes `records` (with a status per window and an end chunk unless `end` is false).
+@discardableResult
+func writeRecording(_ records: [HopRecord], to path: String, end: Bool = true) throws -> RecordingWriter {
+    let w = try RecordingWriter(path: path, metadata: metadata())
+    var window = 0
+    for r in records {
+        let rw = Int((r.timestampNs - 1_000_000_000_000) / 1_000_000_000)
+        if rw > window {
+            window = rw
+            w.write(status: RecordingStatus(monotonicNs: r.timestampNs, counters: TracerCounters(), softirqRunNs: [1, 2], final: false))
+        }
+        w.append(r)
+    }
+    if end {
+        try w.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: [], final: true),
+                                  durationSeconds: 10, softirq: .disabled))
+    } else {
+        w.flush()
+    }
+    return w
+}
+
+final class RecordingTests: XCTestCase {
+    func testRoundTripGivesTheSameRecordsAndReport() throws {
+        let records = syntheticRecords(windows: 10, perWindow: 5000)
+        let path = tempPath("roundtrip")
+        defer { unlink(path) }
+        let writer = try writeRecording(records, to: path)
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "recordings are private")
+        var read: [HopRecord] = []
+        let contents = try RecordingReader.read(path: path) { read.append($0) }
+        XCTAssertNil(contents.cutShort)
+        XCTAssertEqual(contents.records, UInt64(records.count))
+        // chunks keep records in time order; the set of records is the same
+        XCTAssertEqual(read.sorted { $0.timestampNs < $1.timestampNs }, records.sorted { $0.timestampNs < $1.timestampNs })
+        XCTAssertEqual(contents.metadata, metadata())
+        XCTAssertEqual(contents.statuses.count, 9)
+        XCTAssertNotNil(contents.end)
+        // the report from the file equals the report of the same records live
+        var live = TraceAggregate()
+        records.forEach { live.add($0) }
+        let fromFile = try RecordedTrace(path: path)
+        let a = Report(aggregate: live, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
+        let b = Report(aggregate: fromFile.aggregate, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
+        XCTAssertEqual(a.json(), b.json())
+        print("bytes per record (synthetic, random latencies): \(Double(writer.bytesWritten) / Double(records.count))")
+    }
+
+    func testExistingFileIsNotOverwrittenWithoutForce() throws {
+        let path = tempPath("exists")
+        defer { unlink(path) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8)))
+        XCTAssertThrowsError(try RecordingWriter(path: path, metadata: metadata())) { e in
+            XCTAssertTrue("\(e)".contains("use --force"), "\(e)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "keep me")
+        _ = try RecordingWriter(path: path, metadata: metadata(), force: true)
+    }
+
+    /// Cut at every chunk boundary and in the middle of every chunk: the reader
+    /// returns the complete chunks before the cut and says the file was cut short.
+    func testTruncationAtEveryChunkBoundaryAndMidChunk() throws {
+        let records = syntheticRecords(windows: 6, perWindow: 2000)
+        let path = tempPath("full")
+        defer { unlink(path) }
+        try writeRecording(records, to: path)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        // chunk boundaries, from the headers
+        var boundaries: [Int] = [RecordingFormat.fileHeaderBytes]
+        var at = RecordingFormat.fileHeaderBytes
+        var recordsBefore: [Int: UInt64] = [at: 0]
+        var seen: UInt64 = 0
+        while at < bytes.count {
+            var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
+            _ = try r.u32()
+            let type = try r.u8()
+            _ = try r.u8(); _ = try r.u16()
+            let stored = Int(try r.u32())
+            let raw = Int(try r.u32())
+            if type == RecordingFormat.ChunkType.records.rawValue {
+                let payload = try Zlib.decompress(bytes[(at + 20)..<(at + 20 + stored)], rawLength: raw)
+                var pr = ByteReader(payload)
+                seen += try pr.varint()
+            }
+            at += RecordingFormat.chunkHeaderBytes + stored
+            boundaries.append(at)
+            recordsBefore[at] = seen
+        }
+        XCTAssertEqual(at, bytes.count)
+        XCTAssertGreaterThan(boundaries.count, 8)
+        let cutPath = tempPath("cut")
+        defer { unlink(cutPath) }
+        for (i, boundary) in boundaries.enumerated() where boundary > RecordingFormat.fileHeaderBytes {
+            let previous = boundaries[i - 1]
+            for cut in [boundary, previous + (boundary - previous) / 2, previous + 7] where cut <= bytes.count {
+                try Data(bytes[0..<cut]).write(to: URL(fileURLWithPath: cutPath))
+                if cut < boundaries[1] { // inside the metadata chunk: nothing to report
+                    XCTAssertThrowsError(try RecordingReader.read(path: cutPath) { _ in })
+                    continue
+                }
+                let whole = boundaries.last { $0 <= cut }!
+                let contents = try RecordingReader.read(path: cutPath) { _ in }
+                XCTAssertEqual(contents.records, recordsBefore[whole]!, "cut at \(cut)")
+                if cut == bytes.count {
+                    XCTAssertNil(contents.cutShort)
+                } else {
+                    XCTAssertNotNil(contents.cutShort, "cut at \(cut) must be reported")
+                }
+            }
+        }
+    }
+
+    /// Flipped bits are caught by the checksums (or header checks): never a crash,
+    /// never more records than written, and a flip inside a chunk cuts it off.
+    func testBitFlips() throws {
+        let records = syntheticRecords(windows: 4, perWindow: 2000)
+        let path = tempPath("flip")
+        defer { unlink(path) }
+        try writeRecording(records, to: path)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        var rng = SplitMix(state: 99)
+        let flipped = tempPath("flipped")
+        defer { unlink(flipped) }
+        var detected = 0
+        for _ in 0..<300 {
+            var copy = bytes
+            let at = Int(rng.next() % UInt64(copy.count))
+            copy[at] ^= UInt8(1 << (rng.next() % 8))
+            try Data(copy).write(to: URL(fileURLWithPath: flipped))
+            do {
+                let c = try RecordingReader.read(path: flipped) { _ in }
+                XCTAssertLessThanOrEqual(c.records, UInt64(records.count))
+                if c.cutShort != nil { detected += 1 }
+            } catch {
+                detected += 1
+            }
+        }
+        XCTAssertGreaterThan(detected, 290, "almost every flip lands in a checksummed byte")
+    }
+
+    func testBadFilesGiveOneClearError() throws {
+        let path = tempPath("bad")
+        defer { unlink(path) }
+        func error(_ bytes: [UInt8]) -> String {
+            try? Data(bytes).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try RecordingReader.read(path: path) { _ in }
+                return "no error"
+            } catch {
+                return error.description
+            }
+        }
+        XCTAssertEqual(error([]), "not a hoptrace recording (empty file)")
+        XCTAssertEqual(error(Array("just some text file\n".utf8)), "not a hoptrace recording (no HOPTRACE header)")
+        XCTAssertEqual(error(Array("HOPTRACE".utf8) + [9, 0, 0, 0, 0, 0, 0, 0]),
+                       "recording format version 9 is newer than this hoptrace reads (1); upgrade hoptrace")
+        XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1, 0, 0, 0, 0, 0, 0, 0]).contains("metadata chunk is missing"))
+        XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1]).contains("not a hoptrace recording"))
+        XCTAssertThrowsError(try RecordingReader.read(path: "/nonexistent/x.hoptrace") { _ in })
+    }
+
+    /// A randomized fuzz of the reader for a bounded time: mutated files, and chunks
+    /// of random bytes with a valid checksum (so the decoder itself is exercised).
+    func testFuzzReaderBounded() throws {
+        let seconds = Double(ProcessInfo.processInfo.environment["HOPTRACE_FUZZ_SECONDS"] ?? "") ?? 5
+        let records = syntheticRecords(windows: 2, perWindow: 300)
+        let path = tempPath("seed")
+        defer { unlink(path) }
+        try writeRecording(records, to: path)
+        let seed = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let headerAndMeta: [UInt8] = {
+            var r = ByteReader(Array(seed[16..<36]))
+            _ = try? r.u32(); _ = try? r.u8(); _ = try? r.u8(); _ = try? r.u16()
+            let stored = Int((try? r.u32()) ?? 0)
+            return Array(seed[0..<(36 + stored)])
+        }()
+        var rng = SplitMix(state: UInt64(Date().timeIntervalSince1970))
+        let fuzzPath = tempPath("fuzz")
+        defer { unlink(fuzzPath) }
+        let deadline = Date().addingTimeInterval(seconds)
+        var cases = 0
+        while Date() < deadline {
+            var input: [UInt8]
+            switch rng.next() % 3 {
+            case 0: // mutate a valid file
+                input = seed
+                for _ in 0..<(1 + rng.next() % 8) {
+                    let at = Int(rng.next() % UInt64(input.count))
+                    input[at] = UInt8(truncatingIfNeeded: rng.next())
+                }
+                if rng.next() % 2 == 0 { input = Array(input.prefix(Int(rng.next() % UInt64(input.count + 1)))) }
+            default: // a well-formed chunk of garbage, raw or "compressed"
+                let n = Int(rng.next() % 300)
+                var payload = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                if rng.next() % 2 == 0, n > 4 { payload[0] = UInt8(rng.next() % 4) } // small counts reach deeper
+                var w = ByteWriter()
+                w.u32(RecordingFormat.chunkMagic)
+                w.u8(UInt8(1 + rng.next() % 4))
+                let codec = UInt8(rng.next() % 2)
+                w.u8(codec)
+                w.u16(0)
+                w.u32(UInt32(payload.count))
+                w.u32(UInt32(rng.next() % 1000))
+                w.u32(Zlib.crc32(payload))
+                input = headerAndMeta + w.bytes + payload
+            }
+            try Data(input).write(to: URL(fileURLWithPath: fuzzPath))
+            _ = try? RecordingReader.read(path: fuzzPath) { _ in }
+            cases += 1
+        }
+        print("fuzzed the reader with \(cases) inputs in \(seconds) s")
+        XCTAssertGreaterThan(cases, 50)
+    }
+
+    /// Exports: CSV and JSON lines carry every record; Perfetto is valid trace JSON.
+    func testExports() throws {
+        let records = syntheticRecords(windows: 3, perWindow: 200)
+        let path = tempPath("export")
+        defer { unlink(path) }
+        try writeRecording(records, to: path)
+        for format in Export.Format.allCases {
+            let out = tempPath("out.\(format.rawValue)")
+            defer { unlink(out) }
+            XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: nil))
+            let handle = FileHandle(forWritingAtPath: out)!
+            var writer: Export.Writer?
+            let c = try RecordingReader.read(path: path) { writer!.add($0) } metadataHook: { m in
+                writer = Export.Writer(format: format, to: handle, metadata: m)
+            }
+            writer!.finish(softirq: c.end?.softirq)
+            try handle.close()
+            let text = try String(contentsOfFile: out, encoding: .utf8)
+            switch format {
+            case .csv:
+                XCTAssertEqual(text.split(separator: "\n").count, records.count + 1)
+                XCTAssertTrue(text.hasPrefix("ts_ns,kind,from_netns"))
+            case .jsonl:
+                let lines = text.split(separator: "\n")
+                XCTAssertEqual(lines.count, records.count)
+                for l in lines.prefix(20) { XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(l.utf8))) }
+            case .perfetto:
+                let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+                XCTAssertGreaterThan((json["traceEvents"] as! [Any]).count, records.count)
+            case .hdrlog:
+                XCTAssertTrue(text.hasPrefix("#[Histogram log format version 1.3]"))
+                XCTAssertEqual(text.split(separator: "\n").filter { $0.hasPrefix("Tag=") }.count, 3 * 4)
+            }
+        }
+    }
+}
