@@ -40,7 +40,7 @@ let package = Package(
         ),
         .executableTarget(name: "hoptrace", dependencies: ["HoptraceCLI"]),
         // `make bench`: overhead and consumer speed, as ratios against baselines in one run.
-        .executableTarget(name: "hoptrace-bench", dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab"]),
+        .executableTarget(name: "hoptrace-bench", dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),

@@ -65,11 +65,12 @@ public struct Comparison: Codable, Sendable {
         /// hop label -> segment name -> per-window histograms.
         func series() -> [String: [String: [Histogram]]] {
             var out: [String: [String: [Histogram]]] = [:]
-            for (key, byWindow) in windows.hops {
+            for (i, key) in windows.hopKeys.enumerated() {
                 let label = "\(names.label(key.from)) -> \(names.label(key.to))"
-                out[label, default: [:]]["total"] = byWindow.keys.sorted().map { byWindow[$0]! }
-                for (segment, bw) in windows.segments[key] ?? [:] {
-                    out[label, default: [:]][segment.name] = bw.keys.sorted().map { bw[$0]! }
+                out[label, default: [:]]["total"] = windows.series(i, segment: nil).map(\.histogram)
+                for segment in Segment.allCases {
+                    let s = windows.series(i, segment: segment).map(\.histogram)
+                    if !s.isEmpty { out[label, default: [:]][segment.name] = s }
                 }
             }
             return out

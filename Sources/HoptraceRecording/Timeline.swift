@@ -3,18 +3,28 @@ import HoptraceCore
 /// Per-window latency of each hop, so a slowdown of two seconds in a ten-minute
 /// run stands out instead of vanishing in the whole-run histogram.
 public struct WindowedAggregate: Sendable {
-    public let windowNs: UInt64
-    public let startNs: UInt64
     /// Window histograms are within 1.6 %: fine enough for comparisons, small enough
     /// for hours of windows (typically 2-3 KiB each).
     public static let precisionBits = 6
-    /// hop -> window index -> histogram of hop totals.
-    public private(set) var hops: [HopKey: [Int: Histogram]] = [:]
-    /// hop -> segment -> window -> histogram, for comparisons by segment.
-    public private(set) var segments: [HopKey: [Segment: [Int: Histogram]]] = [:]
-    public private(set) var drops: [Int: UInt64] = [:]
-    /// The slowest flows of each (hop, window): up to three, by their slowest hop.
-    public private(set) var slowFlows: [HopKey: [Int: [(flow: FlowKey, maxNs: UInt64)]]] = [:]
+
+    /// One hop in one window.
+    public struct Cell: Sendable {
+        public var total = Histogram(precisionBits: WindowedAggregate.precisionBits)
+        /// By `Segment.rawValue`; empty histograms where the segment was not crossed.
+        public var segments = [Histogram](repeating: Histogram(precisionBits: WindowedAggregate.precisionBits),
+                                          count: Segment.allCases.count)
+        /// The slowest flows (up to three, by their slowest hop).
+        public var slowFlows: [(flow: FlowKey, maxNs: UInt64)] = []
+    }
+
+    public let windowNs: UInt64
+    public let startNs: UInt64
+    public private(set) var hopKeys: [HopKey] = []
+    /// `cells[hop][window]`, parallel to `hopKeys`.
+    public private(set) var cells: [[Cell]] = []
+    private var hopIndex: [HopKey: Int] = [:]
+    /// Dropped wire packets by window.
+    public private(set) var drops: [UInt64] = []
     public private(set) var lastWindow = 0
 
     public init(windowNs: UInt64, startNs: UInt64) {
@@ -24,30 +34,58 @@ public struct WindowedAggregate: Sendable {
 
     public func window(of ns: UInt64) -> Int { ns <= startNs ? 0 : Int((ns - startNs) / windowNs) }
 
+    private mutating func hop(_ key: HopKey) -> Int {
+        if hopKeys.count <= 32, let i = hopKeys.firstIndex(of: key) { return i }
+        if hopKeys.count > 32, let i = hopIndex[key] { return i }
+        hopIndex[key] = hopKeys.count
+        hopKeys.append(key)
+        cells.append([])
+        return hopKeys.count - 1
+    }
+
     public mutating func add(_ r: HopRecord) {
         let w = window(of: r.timestampNs)
         lastWindow = max(lastWindow, w)
-        switch r.kind {
-        case .drop:
-            drops[w, default: 0] += UInt64(r.gsoSegments)
-        case .deliver:
-            segments[HopKey(from: r.from, to: r.to), default: [:]][.deliver, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)]
-                .record(UInt64(r.deliverNs))
-        case .hop:
-            let key = HopKey(from: r.from, to: r.to), total = r.totalNs
-            hops[key, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)].record(total)
-            for s in Segment.hopSegments where r[s] > 0 {
-                segments[key, default: [:]][s, default: [:]][w, default: Histogram(precisionBits: WindowedAggregate.precisionBits)].record(UInt64(r[s]))
+        if r.kind == .drop {
+            if w >= drops.count { drops.append(contentsOf: repeatElement(0, count: w + 1 - drops.count)) }
+            drops[w] += UInt64(r.gsoSegments)
+            return
+        }
+        // a delivery belongs to the hop that brought the packet to its device
+        let key = r.kind == .deliver ? hopKeys.first { $0.to == r.to } ?? HopKey(from: r.from, to: r.to)
+            : HopKey(from: r.from, to: r.to)
+        let h = hop(key)
+        if w >= cells[h].count { cells[h].append(contentsOf: repeatElement(Cell(), count: w + 1 - cells[h].count)) }
+        if r.kind == .deliver {
+            cells[h][w].segments[Segment.deliver.rawValue].record(UInt64(r.deliverNs))
+            return
+        }
+        let total = r.totalNs
+        cells[h][w].total.record(total)
+        if r.forwardNs > 0 { cells[h][w].segments[Segment.forward.rawValue].record(UInt64(r.forwardNs)) }
+        cells[h][w].segments[Segment.qdisc.rawValue].record(UInt64(r.qdiscNs))
+        if !r.flags.contains(.noRx) { cells[h][w].segments[Segment.veth.rawValue].record(UInt64(r.vethNs)) }
+        cells[h][w].segments[Segment.backlog.rawValue].record(UInt64(r.backlogNs))
+        // the slowest flows, kept only when this record could be one of them
+        let slow = cells[h][w].slowFlows
+        if slow.count < 3 || total > slow.map(\.maxNs).min()! {
+            var s = slow
+            if let i = s.firstIndex(where: { $0.flow == r.flow }) {
+                s[i].maxNs = max(s[i].maxNs, total)
+            } else if s.count < 3 {
+                s.append((r.flow, total))
+            } else if let i = s.indices.min(by: { s[$0].maxNs < s[$1].maxNs }) {
+                s[i] = (r.flow, total)
             }
-            var slow = slowFlows[key, default: [:]][w, default: []]
-            if let i = slow.firstIndex(where: { $0.flow == r.flow }) {
-                slow[i].maxNs = max(slow[i].maxNs, total)
-            } else if slow.count < 3 {
-                slow.append((r.flow, total))
-            } else if let i = slow.indices.min(by: { slow[$0].maxNs < slow[$1].maxNs }), slow[i].maxNs < total {
-                slow[i] = (r.flow, total)
-            }
-            slowFlows[key, default: [:]][w] = slow
+            cells[h][w].slowFlows = s
+        }
+    }
+
+    /// Windows with data of `hop`, by index, for one segment (nil: the hop's total).
+    public func series(_ hopIndex: Int, segment: Segment?) -> [(window: Int, histogram: Histogram)] {
+        cells[hopIndex].enumerated().compactMap { w, c in
+            let h = segment.map { c.segments[$0.rawValue] } ?? c.total
+            return h.count > 0 ? (w, h) : nil
         }
     }
 }
@@ -105,24 +143,23 @@ public struct Timeline: Codable, Sendable {
         windowNs = w.windowNs
         windows = w.lastWindow + 1
         var lines: [HopLine] = [], flags: [Flag] = []
-        for key in w.hops.keys.sorted() {
+        for (index, key) in w.hopKeys.enumerated().sorted(by: { $0.element < $1.element }) {
             let label = "\(names.label(key.from)) -> \(names.label(key.to))"
-            let byWindow = w.hops[key]!
-            let points = byWindow.keys.sorted().map { i in
-                let h = byWindow[i]!
-                return Point(window: i, count: h.count, p50Ns: h.value(atQuantile: 0.5), p99Ns: h.value(atQuantile: 0.99), maxNs: h.max)
+            let points = w.series(index, segment: nil).map { i, h in
+                Point(window: i, count: h.count, p50Ns: h.value(atQuantile: 0.5), p99Ns: h.value(atQuantile: 0.99), maxNs: h.max)
             }
+            if points.isEmpty { continue }
             lines.append(HopLine(hop: label, points: points))
             let full = points.filter { $0.count >= Self.minRecords }.map(\.p99Ns).sorted()
             guard full.count >= 3 else { continue }
             let baseline = full[full.count / 2]
             for p in points where p.count >= Self.minRecords && Double(p.p99Ns) >= Self.factor * Double(baseline)
                 && p.p99Ns >= baseline + Self.minJumpNs {
-                let slow = (w.slowFlows[key]?[p.window] ?? []).sorted { $0.maxNs > $1.maxNs }
+                let slow = w.cells[index][p.window].slowFlows.sorted { $0.maxNs > $1.maxNs }
                     .map { "\($0.flow.description) (max \(formatNs($0.maxNs)))" }
                 flags.append(Flag(window: p.window, hop: label, p99Ns: p.p99Ns, baselineP99Ns: baseline,
                                   softirqBusyPercent: Self.softirqBusy(window: p.window, w: w, statuses: statuses),
-                                  drops: w.drops[p.window] ?? 0, slowFlows: slow))
+                                  drops: p.window < w.drops.count ? w.drops[p.window] : 0, slowFlows: slow))
             }
         }
         hops = lines

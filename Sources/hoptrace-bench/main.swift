@@ -4,6 +4,7 @@
 import Foundation
 import HoptraceCore
 import HoptraceLab
+import HoptraceRecording
 import HoptraceTracer
 
 let args = CommandLine.arguments
@@ -62,6 +63,47 @@ func aggregateOnlyNsPerRecord(rounds: Int) throws -> Double {
         times.append((nowSeconds() - t0) / 150_000 * 1e9)
     }
     return median(times)
+}
+
+/// Read rate of `report`: a synthetic recording of `count` records, read back
+/// (decode only) and into the full report state (aggregate + windows).
+func recordingReadRates(count: Int) throws -> (decode: Double, report: Double, bytesPerRecord: Double) {
+    let path = NSTemporaryDirectory() + "hoptrace-bench-\(getpid()).hoptrace"
+    defer { unlink(path) }
+    let batch = syntheticBatch(count: 100_000)
+    let meta = RecordingMetadata(toolVersion: "bench", host: "bench", kernel: "", startUnixNs: 0, startMonotonicNs: 0,
+                                 windowNs: 1_000_000_000, sampling: Sampling(), devices: [], softirq: false, names: NameTable())
+    let writer = try RecordingWriter(path: path, metadata: meta, force: true)
+    for round in 0..<(count / 100_000) {
+        try batch.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                var r = try HopRecord(decoding: raw, at: off)
+                r.timestampNs += UInt64(round) * 10_000_000 // 100 rounds per 1 s window
+                writer.append(r)
+                off += RecordLayout.size
+            }
+        }
+    }
+    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: [], final: true),
+                                   durationSeconds: 1, softirq: .disabled))
+    var decodeRates: [Double] = [], reportRates: [Double] = []
+    for _ in 0..<3 {
+        var t0 = nowSeconds()
+        var n = 0
+        _ = try RecordingReader.read(path: path) { _ in n += 1 }
+        decodeRates.append(Double(n) / (nowSeconds() - t0))
+        t0 = nowSeconds()
+        let trace = try RecordedTrace(path: path)
+        reportRates.append(Double(trace.contents.records) / (nowSeconds() - t0))
+    }
+    return (median(decodeRates), median(reportRates), Double(writer.bytesWritten) / Double(writer.recordsWritten))
+}
+
+if args.contains("--recording-only") {
+    let r = try recordingReadRates(count: 2_000_000)
+    print("decode \(r.decode.rounded()) records/s, report \(r.report.rounded()) records/s, \(r.bytesPerRecord) bytes/record")
+    exit(0)
 }
 
 if args.contains("--aggregate-only") {
