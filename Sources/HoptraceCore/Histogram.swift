@@ -7,18 +7,26 @@
 /// Histograms with the same precision merge exactly.
 public struct Histogram: Sendable, Equatable {
     public let precisionBits: Int
-    public private(set) var counts: [UInt64] = []
-    public private(set) var count: UInt64 = 0
-    public private(set) var sum: UInt64 = 0
-    public private(set) var min: UInt64 = .max
-    public private(set) var max: UInt64 = 0
+    // stored as @usableFromInline so `record` inlines into other modules (recordings
+    // are read at millions of records per second); read through the public getters
+    @usableFromInline var _counts: [UInt64] = []
+    @usableFromInline var _count: UInt64 = 0
+    @usableFromInline var _sum: UInt64 = 0
+    @usableFromInline var _min: UInt64 = .max
+    @usableFromInline var _max: UInt64 = 0
+
+    public var counts: [UInt64] { _counts }
+    public var count: UInt64 { _count }
+    public var sum: UInt64 { _sum }
+    public var min: UInt64 { _min }
+    public var max: UInt64 { _max }
 
     public init(precisionBits: Int = 7) {
         precondition((2...16).contains(precisionBits), "precisionBits must be in 2...16")
         self.precisionBits = precisionBits
     }
 
-    @inline(__always)
+    @inlinable
     public func bucketIndex(_ value: UInt64) -> Int {
         let exact = UInt64(1) << precisionBits
         if value < exact { return Int(value) }
@@ -37,28 +45,28 @@ public struct Histogram: Sendable, Equatable {
         return (mantissa << UInt64(shift))...(((mantissa + 1) << UInt64(shift)) - 1)
     }
 
-    @inline(__always)
+    @inlinable
     public mutating func record(_ value: UInt64, count n: UInt64 = 1) {
         let i = bucketIndex(value)
-        if i >= counts.count { counts.append(contentsOf: repeatElement(0, count: i + 1 - counts.count)) }
-        counts[i] &+= n
-        count &+= n
-        sum &+= value &* n
-        if value < min { min = value }
-        if value > max { max = value }
+        if i >= _counts.count { _counts.append(contentsOf: repeatElement(0, count: i + 1 - _counts.count)) }
+        _counts[i] &+= n
+        _count &+= n
+        _sum &+= value &* n
+        if value < _min { _min = value }
+        if value > _max { _max = value }
     }
 
     public mutating func merge(_ other: Histogram) {
         precondition(other.precisionBits == precisionBits, "merging histograms of different precision")
-        if other.count == 0 { return }
-        if other.counts.count > counts.count {
-            counts.append(contentsOf: repeatElement(0, count: other.counts.count - counts.count))
+        if other._count == 0 { return }
+        if other._counts.count > _counts.count {
+            _counts.append(contentsOf: repeatElement(0, count: other._counts.count - _counts.count))
         }
-        for (i, c) in other.counts.enumerated() where c != 0 { counts[i] &+= c }
-        count &+= other.count
-        sum &+= other.sum
-        min = Swift.min(min, other.min)
-        max = Swift.max(max, other.max)
+        for (i, c) in other._counts.enumerated() where c != 0 { _counts[i] &+= c }
+        _count &+= other._count
+        _sum &+= other._sum
+        _min = Swift.min(_min, other._min)
+        _max = Swift.max(_max, other._max)
     }
 
     public var mean: Double { count == 0 ? 0 : Double(sum) / Double(count) }

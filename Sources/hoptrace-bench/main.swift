@@ -366,9 +366,9 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
         while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
             seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
         }
-        let before = try bpftraceProgramTotals(pid: bt.processIdentifier)
+        let before = try bpftraceProgramTotals()
         _ = try iperf()
-        let after = try bpftraceProgramTotals(pid: bt.processIdentifier)
+        let after = try bpftraceProgramTotals()
         bt.interrupt()
         _ = pipe.fileHandleForReading.readDataToEndOfFile()
         bt.waitUntilExit()
@@ -386,14 +386,15 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
     results["peer_bpftrace"] = peer
 }
 
-/// Run count and time of the BPF programs a process (bpftrace) holds.
-func bpftraceProgramTotals(pid: Int32) throws -> (runs: UInt64, ns: UInt64) {
+/// Run count and time of bpftrace's softirq programs (type tracepoint, named after
+/// their probes; hoptrace's are tp_btf programs named ht_*).
+func bpftraceProgramTotals() throws -> (runs: UInt64, ns: UInt64) {
     let json = try Command.run(["bpftool", "-j", "prog", "show"])
     let progs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
     var runs: UInt64 = 0, ns: UInt64 = 0
     for p in progs {
-        let pids = (p["pids"] as? [[String: Any]]) ?? []
-        guard pids.contains(where: { ($0["pid"] as? Int) == Int(pid) }) else { continue }
+        guard p["type"] as? String == "tracepoint", let name = p["name"] as? String,
+              ["softirq_raise", "softirq_entry", "softirq_exit"].contains(name) else { continue }
         runs += UInt64(p["run_cnt"] as? Int ?? 0)
         ns += UInt64(p["run_time_ns"] as? Int ?? 0)
     }
