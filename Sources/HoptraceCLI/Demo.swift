@@ -55,7 +55,7 @@ struct Demo: ParsableCommand {
         let a = lab.containers[0], b = lab.containers[1]
         let devices = lab.devices
         let names = Discovery.topology().names
-        var options = try TraceOptions.parse([])
+        var options = try TraceOptions.parse(["--bpf-stats"]) // the demo shows what tracing costs
         options.json = json
         let summary = TrafficSummary()
         let report = runTrace(devices: devices, names: names, options: options) { interruption, _ in

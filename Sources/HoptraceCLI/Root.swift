@@ -61,6 +61,9 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "Trace NET_RX/NET_TX softirqs and NAPI polls: on or off (off saves their per-run cost).")
     var softirq: String = "on"
 
+    @Flag(help: "Measure the BPF programs' own run time (bpf_stats) for the report's tracer cost. It adds two clock reads to every program run, so it is off unless asked for.")
+    var bpfStats = false
+
     @Flag(help: "Print the report as JSON (schema in docs/report-schema.md).")
     var json = false
 
@@ -92,6 +95,7 @@ struct TraceOptions: ParsableArguments {
         o.maxPackets = maxPackets
         o.attachMode = attachMode ?? .auto
         o.softirq = softirq == "on"
+        o.runTimeStats = bpfStats
         return o
     }
 }

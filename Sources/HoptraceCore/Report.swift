@@ -243,6 +243,7 @@ extension Report {
             var s = "tracer cost: \(String(format: "%.1f", c.consumerCPUPercent)) % of a CPU in the consumer"
             if let b = c.bpfCPUPercent { s += ", \(String(format: "%.2f", b)) % in BPF programs" }
             if let n = c.bpfNsPerPacket { s += " (\(String(format: "%.0f", n)) ns per packet followed)" }
+            if c.bpfCPUPercent == nil { s += "; BPF run time not measured (--bpf-stats)" }
             line(s)
         }
         if lostEvents > 0 {

@@ -139,10 +139,15 @@ func swiftConsumerRate(rounds: Int, perRound: UInt32) throws -> (rate: Double, p
 
 /// Records/s the real consumer path (DrainThread, epoll wake-ups, decode,
 /// histograms) takes from a producer running flat out on the other CPU.
-func swiftLiveRate(seconds: Double) throws -> (rate: Double, lost: UInt64) {
+func swiftLiveRate(seconds: Double, recordTo path: String? = nil) throws -> (rate: Double, lost: UInt64) {
     let tracer = try Tracer()
     defer { tracer.close() }
     let box = LiveCount()
+    if let path {
+        box.writer = try RecordingWriter(path: path, metadata: RecordingMetadata(
+            toolVersion: "bench", host: "bench", kernel: "", startUnixNs: 0, startMonotonicNs: 0, windowNs: 1_000_000_000,
+            sampling: Sampling(), devices: [], softirq: false, names: NameTable()), force: true)
+    }
     let drain = DrainThread(tracer: tracer) { batch in
         box.add(batch)
     }
@@ -174,8 +179,10 @@ final class LiveFlag: @unchecked Sendable {
 final class LiveCount: @unchecked Sendable {
     private var aggregate = TraceAggregate()
     private(set) var records = 0
+    var writer: RecordingWriter?
     func add(_ batch: UnsafeRawBufferPointer) {
         try? aggregate.add(batch: batch)
+        try? writer?.append(batch: batch)
         records += batch.count / RecordLayout.size
     }
 }
@@ -202,6 +209,17 @@ for _ in 0..<repeats {
         liveC.append(c)
     }
 }
+say("consumer, live, recording to a file as well, \(repeats) runs of 2 s")
+var liveRecording: [Double] = [], liveRecordingLost: UInt64 = 0
+for _ in 0..<repeats {
+    let path = NSTemporaryDirectory() + "hoptrace-bench-live-\(getpid()).hoptrace"
+    defer { unlink(path) }
+    let s = try swiftLiveRate(seconds: 2, recordTo: path)
+    liveRecording.append(s.rate)
+    liveRecordingLost += s.lost
+}
+consumer["live_recording_records_per_second"] = median(liveRecording).rounded()
+consumer["live_recording_lost_records"] = liveRecordingLost
 consumer["live_swift_records_per_second"] = median(liveSwift).rounded()
 consumer["live_swift_lost_records"] = liveLost
 if !liveC.isEmpty {
@@ -313,6 +331,47 @@ for _ in 0..<repeats {
 results["latency"] = ["untraced_p50_us": median(p50Plain), "traced_p50_us": median(p50Traced),
                       "traced_minus_untraced_p50_us": (median(p50Delta) * 100).rounded() / 100,
                       "bpf_ns_per_packet_with_stats": median(bpfPerPacketRR).rounded()]
+
+// MARK: recordings: bytes per hop record vs tcpdump, read rate, recording at full rate
+
+say("recording: demo traffic recorded by hoptrace (all lab veths) and by tcpdump -s 96 -w (a's eth0)")
+do {
+    let pcap = NSTemporaryDirectory() + "hoptrace-bench-\(getpid()).pcap"
+    let file = NSTemporaryDirectory() + "hoptrace-bench-\(getpid())-demo.hoptrace"
+    defer { unlink(pcap); unlink(file) }
+    let dump = try background(a.netns, ["tcpdump", "-i", "eth0", "-s", "96", "-U", "-w", pcap])
+    usleep(500_000)
+    let meta = RecordingMetadata(toolVersion: "bench", host: "bench", kernel: "", startUnixNs: 0, startMonotonicNs: 0,
+                                 windowNs: 1_000_000_000, sampling: Sampling(), devices: lab.devices.map(\.label),
+                                 softirq: true, names: names)
+    let writer = try RecordingWriter(path: file, metadata: meta, force: true)
+    let session = try TraceSession(devices: lab.devices, names: names, sink: writer)
+    session.start()
+    _ = try Traffic.tcpRequestResponse(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7101, requests: 5000)
+    _ = try Traffic.tcpBulk(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7102, seconds: 2)
+    _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7103, count: 5000, intervalUs: 50)
+    let report = try session.stop()
+    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: [], final: true),
+                                   durationSeconds: report.durationSeconds, softirq: report.softirq))
+    usleep(300_000)
+    dump.interrupt()
+    dump.waitUntilExit()
+    let pcapBytes = (try? FileManager.default.attributesOfItem(atPath: pcap)[.size] as? UInt64) ?? 0
+    let packets = ((try? Command.run(["tcpdump", "-r", pcap, "-n", "-q"])) ?? "").split(separator: "\n").count
+    var rec: [String: Any] = [
+        "demo_hop_records": writer.recordsWritten,
+        "demo_bytes_per_hop_record": (Double(writer.bytesWritten) / Double(max(1, writer.recordsWritten)) * 100).rounded() / 100,
+        "demo_lost_records": report.lostEvents,
+        "tcpdump_packets": packets,
+        "tcpdump_bytes_per_packet": packets > 0 ? (Double(pcapBytes) / Double(packets) * 10).rounded() / 10 : 0,
+    ]
+    let rates = try recordingReadRates(count: 2_000_000)
+    rec["read_decode_records_per_second"] = rates.decode.rounded()
+    rec["read_report_records_per_second"] = rates.report.rounded()
+    results["recording"] = rec
+} catch {
+    say("recording benchmark failed: \(error)")
+}
 
 // MARK: the peer: the same per-hop measurement as a bpftrace script
 
