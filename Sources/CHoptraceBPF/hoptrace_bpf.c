@@ -167,21 +167,12 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	return 0;
 }
 
-int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
+/* Attach tp_btf programs, keeping their links for ht_close. */
+static int attach_programs(struct ht_tracer *t, struct bpf_program **progs, size_t n, struct ht_error *err)
 {
-	struct bpf_program *progs[] = {
-		t->skel->progs.ht_net_dev_queue,
-		t->skel->progs.ht_net_dev_start_xmit,
-		t->skel->progs.ht_netif_rx,
-		t->skel->progs.ht_napi_gro_receive_entry,
-		t->skel->progs.ht_netif_receive_skb,
-		t->skel->progs.ht_skb_copy_datagram_iovec,
-		t->skel->progs.ht_consume_skb,
-		t->skel->progs.ht_kfree_skb,
-	};
 	char call[64];
 
-	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct bpf_link *link;
 
 		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
@@ -197,6 +188,22 @@ int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
 	return 0;
 }
 
+int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
+{
+	struct bpf_program *progs[] = {
+		t->skel->progs.ht_net_dev_queue,
+		t->skel->progs.ht_net_dev_start_xmit,
+		t->skel->progs.ht_netif_rx,
+		t->skel->progs.ht_napi_gro_receive_entry,
+		t->skel->progs.ht_netif_receive_skb,
+		t->skel->progs.ht_skb_copy_datagram_iovec,
+		t->skel->progs.ht_consume_skb,
+		t->skel->progs.ht_kfree_skb,
+	};
+
+	return attach_programs(t, progs, sizeof(progs) / sizeof(progs[0]), err);
+}
+
 int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err)
 {
 	struct bpf_program *progs[] = {
@@ -205,22 +212,8 @@ int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err)
 		t->skel->progs.ht_softirq_exit,
 		t->skel->progs.ht_napi_poll,
 	};
-	char call[64];
 
-	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
-		struct bpf_link *link;
-
-		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
-			return fail(err, E2BIG, "attach(too many links)");
-		link = bpf_program__attach(progs[i]);
-		if (!link) {
-			snprintf(call, sizeof(call), "bpf_program__attach(%s)", bpf_program__name(progs[i]));
-			return fail(err, errno, call);
-		}
-		t->tp_links[t->ntp_links++] = link;
-	}
-	ok(err);
-	return 0;
+	return attach_programs(t, progs, sizeof(progs) / sizeof(progs[0]), err);
 }
 
 int ht_num_cpus(void)

@@ -60,6 +60,14 @@ public enum Traffic {
         guard rc == 0 else { throw Failure(description: "connect \(address):\(port): \(errnoText())") }
     }
 
+    /// The local port a socket is bound to.
+    static func localPort(_ fd: Int32) -> UInt16 {
+        var local = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return UInt16(bigEndian: local.sin_port)
+    }
+
     static func setTimeout(_ fd: Int32, seconds: Int) {
         var tv = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -117,9 +125,6 @@ public enum Traffic {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         try connectTo(fd, serverAddress, port)
-        var local = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
         defer { buf.deallocate() }
         memset(buf, 0x5a, size)
@@ -135,7 +140,7 @@ public enum Traffic {
         }
         shutdown(fd, Int32(SHUT_RDWR))
         serverDone.wait()
-        return RequestResponseResult(roundTripsNs: rtts, clientPort: UInt16(bigEndian: local.sin_port))
+        return RequestResponseResult(roundTripsNs: rtts, clientPort: localPort(fd))
     }
 
     // MARK: - TCP bulk
@@ -239,9 +244,6 @@ public enum Traffic {
         let fd = try socketIn(client, type: Int32(SOCK_DGRAM.rawValue))
         defer { close(fd) }
         try connectTo(fd, serverAddress, port)
-        var local = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
         defer { buf.deallocate() }
         memset(buf, 0x42, size)
@@ -250,7 +252,7 @@ public enum Traffic {
             if send(fd, buf, size, 0) == size { sent += 1 }
             if intervalUs > 0 { usleep(intervalUs) }
         }
-        return DatagramResult(sent: sent, received: received.wait(), clientPort: UInt16(bigEndian: local.sin_port))
+        return DatagramResult(sent: sent, received: received.wait(), clientPort: localPort(fd))
     }
 }
 

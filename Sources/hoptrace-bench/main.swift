@@ -383,24 +383,10 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
     var peerRatios: [Double] = []
     for _ in 0..<repeats {
         let u = try iperf()
-        let bt = Process()
-        bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        bt.arguments = ["bpftrace", "bench/peer.bt"]
-        let pipe = Pipe()
-        bt.standardOutput = pipe
-        bt.standardError = FileHandle.nullDevice
-        try bt.run()
-        var seen = ""
-        let deadline = nowSeconds() + 20
-        while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
-            seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
-        }
-        guard seen.contains("Attaching") else { say("bpftrace did not start"); bt.terminate(); break }
+        guard let bt = try startBpftrace("bench/peer.bt") else { say("bpftrace did not start"); break }
         usleep(500_000)
         let t = try iperf()
-        bt.interrupt()
-        _ = pipe.fileHandleForReading.readDataToEndOfFile()
-        bt.waitUntilExit()
+        bt.stop()
         peerRatios.append(t / u)
     }
     var peer: [String: Any] = [:]
@@ -413,24 +399,11 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
     try stats.enableRunTimeStats()
     var peerNs: [Double] = []
     for _ in 0..<repeats {
-        let bt = Process()
-        bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        bt.arguments = ["bpftrace", "bench/peer-softirq.bt"]
-        let pipe = Pipe()
-        bt.standardOutput = pipe
-        bt.standardError = FileHandle.nullDevice
-        try bt.run()
-        var seen = ""
-        let deadline = nowSeconds() + 20
-        while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
-            seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
-        }
+        guard let bt = try startBpftrace("bench/peer-softirq.bt") else { say("bpftrace did not start"); break }
         let before = try bpftraceProgramTotals()
         _ = try iperf()
         let after = try bpftraceProgramTotals()
-        bt.interrupt()
-        _ = pipe.fileHandleForReading.readDataToEndOfFile()
-        bt.waitUntilExit()
+        bt.stop()
         if after.runs > before.runs { peerNs.append(Double(after.ns - before.ns) / Double(after.runs - before.runs)) }
     }
     stats.close()
@@ -443,6 +416,39 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
         peer["softirq_hoptrace_vs_bpftrace"] = (mine / median(peerNs) * 1000).rounded() / 1000
     }
     results["peer_bpftrace"] = peer
+}
+
+/// A running bpftrace script.
+struct Bpftrace {
+    let process: Process
+    let output: Pipe
+
+    func stop() {
+        process.interrupt()
+        _ = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+    }
+}
+
+/// Starts `script` and waits until its probes are attached (nil if it never is).
+func startBpftrace(_ script: String) throws -> Bpftrace? {
+    let bt = Process()
+    bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    bt.arguments = ["bpftrace", script]
+    let pipe = Pipe()
+    bt.standardOutput = pipe
+    bt.standardError = FileHandle.nullDevice
+    try bt.run()
+    var seen = ""
+    let deadline = nowSeconds() + 20
+    while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
+        seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+    }
+    guard seen.contains("Attaching") else {
+        bt.terminate()
+        return nil
+    }
+    return Bpftrace(process: bt, output: pipe)
 }
 
 /// Run count and time of bpftrace's softirq programs (type tracepoint, named after
