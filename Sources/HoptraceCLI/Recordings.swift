@@ -39,6 +39,7 @@ struct ReportCommand: ParsableCommand {
             object["timeline"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(timeline))
             var recording = try JSONSerialization.jsonObject(with: JSONEncoder().encode(m)) as! [String: Any]
             recording["cut_short"] = trace.contents.cutShort ?? NSNull()
+            recording["incidents"] = trace.contents.statuses.compactMap(\.trigger)
             recording["file_bytes"] = trace.contents.fileBytes
             object["recording"] = recording
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
@@ -49,6 +50,14 @@ struct ReportCommand: ParsableCommand {
               + (trace.contents.cutShort != nil ? " (CUT SHORT)" : ""))
         print(report.text(), terminator: "")
         print(timeline.text(), terminator: "")
+        let incidents = trace.contents.statuses.filter { $0.trigger != nil }
+        if !incidents.isEmpty {
+            print("INCIDENTS (flight recorder)")
+            for s in incidents {
+                let at = s.monotonicNs > m.startMonotonicNs ? Double(s.monotonicNs - m.startMonotonicNs) / 1e9 : 0
+                print("  at \(String(format: "%.1f", at)) s: \(s.trigger!)")
+            }
+        }
     }
 }
 

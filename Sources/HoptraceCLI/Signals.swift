@@ -36,3 +36,25 @@ final class Interruption: @unchecked Sendable {
     /// Exit status for a run cut short by a signal (128 + signal number).
     var exitCode: Int32 { 128 + received }
 }
+
+/// A signal that only sets a flag (SIGUSR1 for the flight recorder).
+final class SignalFlag: @unchecked Sendable {
+    private let source: DispatchSourceSignal
+    private let lock = NSLock()
+    private var raised = false
+
+    init(_ sig: Int32) {
+        signal(sig, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler { [self] in lock.withLock { raised = true } }
+        source.resume()
+    }
+
+    /// Whether the signal came since the last call.
+    func take() -> Bool {
+        lock.withLock {
+            defer { raised = false }
+            return raised
+        }
+    }
+}

@@ -121,6 +121,42 @@ final class RecordingLabTests: XCTestCase {
         XCTAssertEqual(left, [])
     }
 
+    /// The flight recorder writes on a drop of the chosen reason and on SIGUSR1, and
+    /// `report` lists the incidents.
+    func testFlightRecorderTriggers() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        let a = lab.containers[0], b = lab.containers[1]
+        let path = NSTemporaryDirectory() + "hoptrace-flight-\(getpid()).hoptrace"
+        defer { unlink(path) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
+        p.arguments = ["record", "-o", path, "--netns", a.netns, "--iface", "eth0", "--duration", "60s", "--window", "200ms",
+                       "--flight-recorder", "1s", "--after", "400ms", "--cooldown", "0s", "--trigger", "drop:NO_SOCKET"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var seen = ""
+        while !seen.contains("tracing"), p.isRunning { seen += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self) }
+        _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9810, count: 300, intervalUs: 200)
+        try Traffic.sendDatagrams(client: a.netnsPath, to: b.address, port: 9811, count: 1) // closed port: NO_SOCKET
+        usleep(1_500_000)
+        kill(p.processIdentifier, SIGUSR1)
+        usleep(1_500_000)
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let r = try runHoptrace(["report", path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("INCIDENTS"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("drop NO_SOCKET"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("SIGUSR1"), r.stdout)
+        let contents = try RecordingReader.read(path: path) { _ in }
+        XCTAssertGreaterThan(contents.records, 100, "the buffered second before the drop was written")
+        XCTAssertNil(contents.cutShort)
+    }
+
     /// Bad input to the recording commands: one line, a non-zero exit.
     func testRecordingCommandsRejectBadInput() throws {
         let empty = NSTemporaryDirectory() + "hoptrace-empty-\(getpid())"
@@ -136,6 +172,8 @@ final class RecordingLabTests: XCTestCase {
             (["compare", empty, empty, "--fail-if-slower", "ten"], 64, "bad --fail-if-slower"),
             (["export", empty, "--format", "xml", "-o", "/tmp/x"], 64, "bad --format 'xml'"),
             (["record", "-o", foreign, "--all-veth"], 64, "exists; use --force"),
+            (["record", "-o", "/tmp/ht-x", "--all-veth", "--trigger", "p99>1ms"], 64, "--trigger needs --flight-recorder"),
+            (["record", "-o", "/tmp/ht-x", "--all-veth", "--flight-recorder", "5s", "--trigger", "slow"], 64, "bad --trigger 'slow'"),
         ]
         for (args, status, expect) in cases {
             let r = try runHoptrace(args)

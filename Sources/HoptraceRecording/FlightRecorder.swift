@@ -1,0 +1,152 @@
+import Foundation
+import HoptraceCore
+
+/// What makes the flight recorder write: a hop's p99 or max in a window over a
+/// threshold, a drop (of a given reason or any), or an explicit request (SIGUSR1).
+public enum Trigger: Equatable, Sendable, CustomStringConvertible {
+    case p99(above: UInt64)
+    case max(above: UInt64)
+    case drop(reason: String?)
+
+    /// Parses "p99>2ms", "max>10ms", "drop", "drop:NO_SOCKET".
+    public init?(_ text: String) {
+        let t = text.replacingOccurrences(of: " ", with: "")
+        if t == "drop" { self = .drop(reason: nil); return }
+        if t.hasPrefix("drop:"), t.count > 5 { self = .drop(reason: String(t.dropFirst(5)).uppercased()); return }
+        for (prefix, make) in [("p99>", { Trigger.p99(above: $0) }), ("max>", { Trigger.max(above: $0) })] as [(String, (UInt64) -> Trigger)] {
+            if t.hasPrefix(prefix), let ns = DurationParser.nanoseconds(String(t.dropFirst(prefix.count))), ns > 0 {
+                self = make(ns)
+                return
+            }
+        }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .p99(let ns): "p99>\(formatNs(ns))"
+        case .max(let ns): "max>\(formatNs(ns))"
+        case .drop(let r): r.map { "drop:\($0)" } ?? "drop"
+        }
+    }
+}
+
+/// Keeps the last `keepWindows` windows of records in memory (never more than
+/// `maxRecords`: the oldest windows go first) and writes them, plus `afterWindows`
+/// more, when a trigger fires; then waits `cooldownWindows` before it can fire again.
+/// Several incidents go into one recording, each marked by a status chunk.
+public final class FlightRecorder: RecordSink {
+    public let writer: RecordingWriter
+    let triggers: [Trigger]
+    public let keepWindows: Int
+    public let afterWindows: Int
+    let cooldownWindows: Int
+    let maxRecords: Int
+    let reasons: DropReasons
+    private var buffered: [[HopRecord]] = [[]]
+    private var bufferedCount = 0
+    private var writingLeft = 0
+    private var cooldownLeft = 0
+    private var requested: String?
+    /// Incidents written so far, with what triggered them.
+    public private(set) var incidents: [String] = []
+    /// Records dropped from memory to honour `maxRecords`.
+    public private(set) var evicted: UInt64 = 0
+
+    public init(writer: RecordingWriter, triggers: [Trigger], keepWindows: Int, afterWindows: Int, cooldownWindows: Int,
+                maxRecords: Int = 1_000_000, reasons: DropReasons = DropReasons()) {
+        self.writer = writer
+        self.triggers = triggers
+        self.keepWindows = max(1, keepWindows)
+        self.afterWindows = max(0, afterWindows)
+        self.cooldownWindows = max(0, cooldownWindows)
+        self.maxRecords = max(1000, maxRecords)
+        self.reasons = reasons
+    }
+
+    public var isWriting: Bool { writingLeft > 0 }
+    public var recordsInMemory: Int { bufferedCount }
+
+    public func append(_ r: HopRecord) {
+        if writingLeft > 0 {
+            writer.append(r)
+            return
+        }
+        buffered[buffered.count - 1].append(r)
+        bufferedCount += 1
+        while bufferedCount > maxRecords, buffered.count > 1 {
+            evicted += UInt64(buffered[0].count)
+            bufferedCount -= buffered[0].count
+            buffered.removeFirst()
+        }
+        if bufferedCount > maxRecords { // one window alone is too big: keep its newest half
+            let drop = buffered[0].count / 2
+            buffered[0].removeFirst(drop)
+            bufferedCount -= drop
+            evicted += UInt64(drop)
+        }
+    }
+
+    /// An explicit request (SIGUSR1): fires at the next window boundary.
+    public func request(_ why: String) { requested = why }
+
+    /// What in the window just closed fires a trigger, if anything.
+    func firing(_ window: [HopRecord]) -> String? {
+        for t in triggers {
+            switch t {
+            case .drop(let reason):
+                if let d = window.first(where: { $0.kind == .drop && (reason == nil || reasons.name($0.dropReason) == reason) }) {
+                    return "drop \(reasons.name(d.dropReason))"
+                }
+            case .p99(let limit), .max(let limit):
+                var byHop: [HopKey: Histogram] = [:]
+                for r in window where r.kind == .hop { byHop[HopKey(from: r.from, to: r.to), default: Histogram()].record(r.totalNs) }
+                for h in byHop.values {
+                    let v: UInt64
+                    if case .p99 = t { v = h.value(atQuantile: 0.99) } else { v = h.max }
+                    if v > limit { return "\(t) (\(formatNs(v)))" }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Closes the current window (call once per window). Returns what fired, if a
+    /// new incident started.
+    @discardableResult
+    public func closeWindow(status: RecordingStatus) -> String? {
+        if writingLeft > 0 {
+            writingLeft -= 1
+            writer.write(status: status)
+            if writingLeft == 0 { cooldownLeft = cooldownWindows }
+            return nil
+        }
+        let closed = buffered[buffered.count - 1]
+        var fired: String?
+        if cooldownLeft > 0 {
+            cooldownLeft -= 1
+            requested = nil
+        } else {
+            fired = requested ?? firing(closed)
+            requested = nil
+        }
+        if let why = fired {
+            var marked = status
+            marked.trigger = why
+            for w in buffered { for r in w { writer.append(r) } }
+            writer.write(status: marked)
+            incidents.append(why)
+            buffered = [[]]
+            bufferedCount = 0
+            writingLeft = afterWindows
+            if writingLeft == 0 { cooldownLeft = cooldownWindows }
+            return why
+        }
+        buffered.append([])
+        while buffered.count > keepWindows + 1 {
+            bufferedCount -= buffered[0].count
+            buffered.removeFirst()
+        }
+        return nil
+    }
+}
