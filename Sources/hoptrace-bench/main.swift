@@ -292,6 +292,44 @@ for _ in 0..<repeats {
     plain.append(u); withTrace.append(t); ratios.append(t / u)
     lostBulk += report.lostEvents
 }
+/// CPU time (all CPUs, from /proc/stat, in seconds) the node spends during `body`.
+func cpuSeconds(_ body: () throws -> Void) throws -> Double {
+    func busy() throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/stat", encoding: .utf8)
+        let f = stat.split(separator: "\n").first { $0.hasPrefix("cpu ") }!.split(separator: " ").dropFirst().compactMap { Double($0) }
+        return (f[0] + f[1] + f[2] + f[5] + f[6]) / 100 // user nice system irq softirq, USER_HZ
+    }
+    let before = try busy()
+    try body()
+    return try busy() - before
+}
+
+/// iperf3 at a fixed rate (below what either run can reach): CPU seconds per Gbit
+/// moved. Steadier than peak throughput on a shared VM, and what overhead costs.
+func cpuPerGbit(rate: String) throws -> Double {
+    var gbit = 0.0
+    let cpu = try cpuSeconds {
+        let server = try background(b.netns, ["iperf3", "-s", "-1", "-B", b.address, "-p", "5202"])
+        usleep(300_000)
+        let out = try Command.run(["ip", "netns", "exec", a.netns, "iperf3", "-c", b.address, "-p", "5202", "-t",
+                                   String(Int(seconds)), "-b", rate, "-J"])
+        server.waitUntilExit()
+        let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
+        let end = json?["end"] as? [String: Any], recv = end?["sum_received"] as? [String: Any]
+        gbit = (recv?["bytes"] as? Double ?? 0) * 8 / 1e9
+    }
+    return gbit > 0 ? cpu / gbit : .nan
+}
+
+say("cpu cost: iperf3 at 3 Gbit/s, CPU seconds per Gbit, untraced vs traced, \(repeats) pairs")
+var cpuRatios: [Double] = [], cpuPlain: [Double] = []
+for _ in 0..<repeats {
+    let u = try cpuPerGbit(rate: "3G")
+    let (t, _, _) = try traced { try cpuPerGbit(rate: "3G") }
+    cpuPlain.append(u)
+    cpuRatios.append(t / u)
+}
+
 say("softirq tracing: iperf3 traced with softirq on vs off, \(repeats) pairs")
 var softirqRatios: [Double] = []
 for _ in 0..<repeats {
@@ -313,7 +351,9 @@ results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": medi
                          "traced_vs_untraced": (median(ratios) * 1000).rounded() / 1000, "lost_records": lostBulk,
                          "bpf_ns_per_packet_with_stats": median(bpfPerPacketBulk).rounded(),
                          "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000,
-                         "softirq_on_vs_off": (median(softirqRatios) * 1000).rounded() / 1000]
+                         "softirq_on_vs_off": (median(softirqRatios) * 1000).rounded() / 1000,
+                         "cpu_s_per_gbit_untraced_at_3g": (median(cpuPlain) * 1000).rounded() / 1000,
+                         "cpu_per_gbit_traced_vs_untraced_at_3g": (median(cpuRatios) * 1000).rounded() / 1000]
 results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
     .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
 
