@@ -36,21 +36,8 @@ final class CommandTests: XCTestCase {
     /// Starts `hoptrace trace` on the lab, waits until it has attached, sends
     /// `signal` (0: let it finish), and returns its exit status.
     func runAndSignal(_ lab: Lab, signal: Int32, extra: [String] = []) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
         let c = lab.containers[0]
-        p.arguments = ["trace", "--netns", c.netns, "--iface", "eth0", "--duration", signal == 0 ? "1s" : "60s"] + extra
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        // the progress line comes once every device is attached
-        var seen = Data()
-        let deadline = Date().addingTimeInterval(20)
-        while !String(decoding: seen, as: UTF8.self).contains("tracing"), Date() < deadline, p.isRunning {
-            seen.append(err.fileHandleForReading.availableData)
-        }
-        XCTAssertTrue(String(decoding: seen, as: UTF8.self).contains("tracing"), "never attached: \(String(decoding: seen, as: UTF8.self))")
+        let p = try startTracing(["trace", "--netns", c.netns, "--iface", "eth0", "--duration", signal == 0 ? "1s" : "60s"] + extra)
         if signal != 0 {
             XCTAssertFalse(try loadedHoptracePrograms().isEmpty, "programs should be loaded while tracing")
             kill(p.processIdentifier, signal)

@@ -97,15 +97,7 @@ final class RecordingLabTests: XCTestCase {
         let a = lab.containers[0], b = lab.containers[1]
         let path = NSTemporaryDirectory() + "hoptrace-killed-\(getpid()).hoptrace"
         defer { unlink(path) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
-        p.arguments = ["record", "-o", path, "--netns", a.netns, "--iface", "eth0", "--duration", "60s", "--window", "200ms"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var seen = ""
-        while !seen.contains("tracing"), p.isRunning { seen += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self) }
+        let p = try startTracing(["record", "-o", path, "--netns", a.netns, "--iface", "eth0", "--duration", "60s", "--window", "200ms"])
         _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9800, count: 2000, intervalUs: 200)
         usleep(500_000)
         kill(p.processIdentifier, SIGKILL)
@@ -129,16 +121,8 @@ final class RecordingLabTests: XCTestCase {
         let a = lab.containers[0], b = lab.containers[1]
         let path = NSTemporaryDirectory() + "hoptrace-flight-\(getpid()).hoptrace"
         defer { unlink(path) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
-        p.arguments = ["record", "-o", path, "--netns", a.netns, "--iface", "eth0", "--duration", "60s", "--window", "200ms",
-                       "--flight-recorder", "1s", "--after", "400ms", "--cooldown", "0s", "--trigger", "drop:NO_SOCKET"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var seen = ""
-        while !seen.contains("tracing"), p.isRunning { seen += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self) }
+        let p = try startTracing(["record", "-o", path, "--netns", a.netns, "--iface", "eth0", "--duration", "60s", "--window", "200ms",
+                                  "--flight-recorder", "1s", "--after", "400ms", "--cooldown", "0s", "--trigger", "drop:NO_SOCKET"])
         _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9810, count: 300, intervalUs: 200)
         try Traffic.sendDatagrams(client: a.netnsPath, to: b.address, port: 9811, count: 1) // closed port: NO_SOCKET
         usleep(1_500_000)

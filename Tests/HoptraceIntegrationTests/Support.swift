@@ -80,6 +80,24 @@ func runHoptrace(_ args: [String], prefix: [String] = [], timeout: Double = 60) 
                      stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// Starts the binary and returns once it says it is tracing (every device attached).
+func startTracing(_ args: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
+    p.arguments = args
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    var seen = ""
+    let deadline = Date().addingTimeInterval(20)
+    while !seen.contains("tracing"), Date() < deadline, p.isRunning {
+        seen += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+    }
+    XCTAssertTrue(seen.contains("tracing"), "never attached: \(seen)")
+    return p
+}
+
 /// Programs of hoptrace (named ht_*) loaded anywhere on the node.
 func loadedHoptracePrograms() throws -> [String] {
     let json = try Command.run(["bpftool", "-j", "prog", "show"])
