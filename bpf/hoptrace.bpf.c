@@ -463,26 +463,10 @@ int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HT_SIRQ_COUNT);
-	__type(key, __u32);
-	__type(value, struct ht_softirq_stats);
-} softirqs SEC(".maps");
-
-/* Per CPU: when each vector was first raised since its last run, when its current
- * run began, and whether ksoftirqd runs it. */
-struct sirq_cpu {
-	__u64 raised_at[HT_SIRQ_COUNT];
-	__u64 entered_at[HT_SIRQ_COUNT];
-	__u8 in_ksoftirqd[HT_SIRQ_COUNT];
-	__u8 pad[6];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sirq_cpu);
-} sirq_state SEC(".maps");
+	__type(value, struct ht_softirq_cpu);
+} softirqs SEC(".maps");
 
 /* HT_SIRQ_NET_* for the vectors we account, HT_SIRQ_COUNT for the others. */
 static __always_inline __u32 sirq_index(unsigned int vec)
@@ -507,23 +491,26 @@ static __always_inline __u32 sirq_bucket(__u64 v)
 	return b < HT_SIRQ_BUCKETS ? b : HT_SIRQ_BUCKETS - 1;
 }
 
-static __always_inline struct sirq_cpu *sirq_cpu(void)
+/* This CPU's softirq value and the vector index, or NULL for other vectors. */
+static __always_inline struct ht_softirq_cpu *sirq_this_cpu(unsigned int vec, __u32 *i)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&sirq_state, &zero);
+	*i = sirq_index(vec);
+	if (*i >= HT_SIRQ_COUNT)
+		return NULL;
+	return bpf_map_lookup_elem(&softirqs, &zero);
 }
 
 SEC("tp_btf/softirq_raise")
 int BPF_PROG(ht_softirq_raise, unsigned int vec)
 {
-	__u32 i = sirq_index(vec);
-	struct ht_softirq_stats *st;
-	struct sirq_cpu *c;
+	__u32 i;
+	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 
-	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !(st = bpf_map_lookup_elem(&softirqs, &i)))
+	if (!c)
 		return 0;
-	st->raises++;
+	c->vec[i & 1].raises++;
 	if (!c->raised_at[i & 1]) /* the first raise since the last run starts the wait */
 		c->raised_at[i & 1] = bpf_ktime_get_ns();
 	return 0;
@@ -532,14 +519,15 @@ int BPF_PROG(ht_softirq_raise, unsigned int vec)
 SEC("tp_btf/softirq_entry")
 int BPF_PROG(ht_softirq_entry, unsigned int vec)
 {
-	__u32 i = sirq_index(vec);
+	__u32 i;
+	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 	struct ht_softirq_stats *st;
-	struct sirq_cpu *c;
 	__u64 now;
 	char comm[10];
 
-	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !(st = bpf_map_lookup_elem(&softirqs, &i)))
+	if (!c)
 		return 0;
+	st = &c->vec[i & 1];
 	now = bpf_ktime_get_ns();
 	c->entered_at[i & 1] = now;
 	if (c->raised_at[i & 1]) {
@@ -558,18 +546,18 @@ int BPF_PROG(ht_softirq_entry, unsigned int vec)
 	return 0;
 }
 
-/* The costly hook elsewhere: here one lookup pair, arithmetic, no helpers but the clock. */
+/* The costly hook elsewhere: here one lookup, arithmetic, no helper but the clock. */
 SEC("tp_btf/softirq_exit")
 int BPF_PROG(ht_softirq_exit, unsigned int vec)
 {
-	__u32 i = sirq_index(vec);
+	__u32 i;
+	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 	struct ht_softirq_stats *st;
-	struct sirq_cpu *c;
 	__u64 d;
 
-	if (i >= HT_SIRQ_COUNT || !(c = sirq_cpu()) || !c->entered_at[i & 1] ||
-	    !(st = bpf_map_lookup_elem(&softirqs, &i)))
+	if (!c || !c->entered_at[i & 1])
 		return 0;
+	st = &c->vec[i & 1];
 	d = bpf_ktime_get_ns() - c->entered_at[i & 1];
 	c->entered_at[i & 1] = 0;
 	st->runs++;
@@ -587,11 +575,13 @@ int BPF_PROG(ht_softirq_exit, unsigned int vec)
 SEC("tp_btf/napi_poll")
 int BPF_PROG(ht_napi_poll, struct napi_struct *napi, int work, int budget)
 {
-	__u32 key = HT_SIRQ_NET_RX;
-	struct ht_softirq_stats *st = bpf_map_lookup_elem(&softirqs, &key);
+	__u32 i;
+	struct ht_softirq_cpu *c = sirq_this_cpu(NET_RX_SOFTIRQ, &i);
+	struct ht_softirq_stats *st;
 
-	if (!st)
+	if (!c)
 		return 0;
+	st = &c->vec[HT_SIRQ_NET_RX];
 	st->napi_polls++;
 	st->napi_packets += work;
 	if (work >= budget)

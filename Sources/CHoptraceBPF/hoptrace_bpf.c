@@ -221,18 +221,17 @@ int ht_num_cpus(void)
 	return libbpf_num_possible_cpus();
 }
 
-int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_stats *out, int max_cpus, struct ht_error *err)
+int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_cpu *out, int max_cpus, struct ht_error *err)
 {
 	int ncpu = libbpf_num_possible_cpus();
+	__u32 zero = 0;
 
 	if (ncpu <= 0)
 		return fail(err, ncpu, "libbpf_num_possible_cpus");
 	if (ncpu > max_cpus)
 		return fail(err, ENOSPC, "ht_read_softirq(buffer too small)");
-	/* one lookup per vector fills all CPUs: out[vec * ncpu + cpu] */
-	for (__u32 vec = 0; vec < HT_SIRQ_COUNT; vec++)
-		if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.softirqs), &vec, out + vec * ncpu))
-			return fail(err, errno, "bpf_map_lookup_elem(softirqs)");
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.softirqs), &zero, out))
+		return fail(err, errno, "bpf_map_lookup_elem(softirqs)");
 	ok(err);
 	return ncpu;
 }
@@ -458,11 +457,6 @@ long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct
 	if (epoll_wait(t->epoll_fd, &ev, 1, timeout_ms) < 0 && errno != EINTR)
 		return fail(err, errno, "epoll_wait(ringbuf)");
 	return consume(t, buf, cap);
-}
-
-uint64_t ht_ring_backlog(struct ht_tracer *t)
-{
-	return load_acquire(t->producer_pos) - load_acquire(t->consumer_pos);
 }
 
 int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err)

@@ -104,7 +104,7 @@ struct Record: ParsableCommand {
             while Date() < end && interruption.received == 0 {
                 interruption.wait(seconds: min(Double(windowNs) / 1e9, end.timeIntervalSinceNow))
                 let status = RecordingStatus(monotonicNs: monotonicNs(), counters: session.counters(),
-                                             softirqRunNs: session.softirqRunNs(), final: false)
+                                             softirqRunNs: session.softirqRunNs())
                 if let flight {
                     if usr1.take() { session.synchronized { flight.request("SIGUSR1") } }
                     if let why = session.synchronized({ flight.closeWindow(status: status) }) {
@@ -120,7 +120,7 @@ struct Record: ParsableCommand {
             }
         }
         let end = RecordingEnd(status: RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters,
-                                                       softirqRunNs: [], final: true),
+                                                       softirqRunNs: []),
                                durationSeconds: Date().timeIntervalSince(start), softirq: report.softirq)
         do { try writer.finish(end) } catch { fail("\(error); \(output) is readable up to its last complete chunk") }
         let perRecord = writer.recordsWritten > 0 ? Double(writer.bytesWritten) / Double(writer.recordsWritten) : 0

@@ -88,20 +88,17 @@ public struct RecordingStatus: Codable, Sendable, Equatable {
     public var counters: TracerCounters
     /// Per CPU: NET_RX + NET_TX run time since the start, nanoseconds.
     public var softirqRunNs: [UInt64]
-    /// True in the end chunk's status.
-    public var final: Bool
     /// Set when the flight recorder started an incident here: what fired.
     public var trigger: String?
 
-    public init(monotonicNs: UInt64, counters: TracerCounters, softirqRunNs: [UInt64], final: Bool, trigger: String? = nil) {
+    public init(monotonicNs: UInt64, counters: TracerCounters, softirqRunNs: [UInt64], trigger: String? = nil) {
         self.monotonicNs = monotonicNs
         self.counters = counters
         self.softirqRunNs = softirqRunNs
-        self.final = final
         self.trigger = trigger
     }
 
     enum CodingKeys: String, CodingKey {
-        case monotonicNs = "monotonic_ns", counters, softirqRunNs = "softirq_run_ns", final, trigger
+        case monotonicNs = "monotonic_ns", counters, softirqRunNs = "softirq_run_ns", trigger
     }
 }

@@ -57,17 +57,13 @@ public final class TraceSession: @unchecked Sendable {
         let d = DrainThread(tracer: tracer) { [self] batch in
             lock.withLock {
                 do throws(RecordDecodingError) {
-                    if keepRecords > 0 && kept.count < keepRecords || sink != nil {
-                        var off = 0
-                        while off < batch.count {
-                            let r = try HopRecord(decoding: batch, at: off)
-                            aggregate.add(r)
-                            sink?.append(r)
-                            if kept.count < keepRecords { kept.append(r) }
-                            off += RecordLayout.size
-                        }
-                    } else {
-                        try aggregate.add(batch: batch)
+                    var off = 0
+                    while off + RecordLayout.size <= batch.count {
+                        let r = try HopRecord(decoding: batch, at: off)
+                        aggregate.add(r)
+                        sink?.append(r)
+                        if kept.count < keepRecords { kept.append(r) }
+                        off += RecordLayout.size
                     }
                 } catch {
                     decodeError = error
@@ -89,12 +85,6 @@ public final class TraceSession: @unchecked Sendable {
     public func softirqRunNs() -> [UInt64] {
         guard options.softirq, let perCPU = try? tracer.softirqCounters() else { return [] }
         return perCPU.map { $0.reduce(0) { $0 + $1.runNs } }
-    }
-
-    /// The softirq report so far.
-    public func softirqReport() -> SoftirqReport {
-        guard options.softirq, let perCPU = try? tracer.softirqCounters() else { return .disabled }
-        return SoftirqReport(perCPU: perCPU, seconds: Date().timeIntervalSince(startWall))
     }
 
     /// Records seen so far (up to `keepRecords`).

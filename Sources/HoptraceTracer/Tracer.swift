@@ -112,16 +112,16 @@ public final class Tracer: @unchecked Sendable {
     public func softirqCounters() throws(TracerError) -> [[SoftirqCounters]] {
         let cpus = Int(ht_num_cpus())
         guard cpus > 0 else { throw TracerError(code: -EINVAL, call: "ht_num_cpus", context: "reading softirq counters") }
-        let vectors = Int(HT_SIRQ_COUNT.rawValue)
-        var raw = [ht_softirq_stats](repeating: ht_softirq_stats(), count: vectors * cpus)
+        var raw = [ht_softirq_cpu](repeating: ht_softirq_cpu(), count: cpus)
         var err = ht_error()
         let n = raw.withUnsafeMutableBufferPointer { ht_read_softirq(handle, $0.baseAddress, Int32(cpus), &err) }
         try Self.check(n, err, "reading softirq counters")
         precondition(MemoryLayout<ht_softirq_stats>.stride == SoftirqCounters.size, "softirq ABI mismatch")
+        let stride = MemoryLayout<ht_softirq_cpu>.stride
         return raw.withUnsafeBytes { bytes in
             (0..<cpus).map { cpu in
-                (0..<vectors).map { vec in
-                    SoftirqCounters(decoding: bytes, at: (vec * cpus + cpu) * SoftirqCounters.size)
+                (0..<Int(HT_SIRQ_COUNT.rawValue)).map { vec in
+                    SoftirqCounters(decoding: bytes, at: cpu * stride + vec * SoftirqCounters.size)
                 }
             }
         }
@@ -156,8 +156,6 @@ public final class Tracer: @unchecked Sendable {
         if n < 0 { try Self.check(Int32(n), err, "reading the ring buffer") }
         return n
     }
-
-    public var ringBacklogBytes: UInt64 { ht_ring_backlog(handle) }
 
     public func counters() throws(TracerError) -> TracerCounters {
         var raw = [UInt64](repeating: 0, count: Int(HT_CTR_COUNT.rawValue))

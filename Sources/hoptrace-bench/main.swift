@@ -85,7 +85,7 @@ func recordingReadRates(count: Int) throws -> (decode: Double, report: Double, b
             }
         }
     }
-    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: [], final: true),
+    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: []),
                                    durationSeconds: 1, softirq: .disabled))
     var decodeRates: [Double] = [], reportRates: [Double] = []
     for _ in 0..<3 {
@@ -391,7 +391,7 @@ do {
     _ = try Traffic.tcpBulk(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7102, seconds: 2)
     _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7103, count: 5000, intervalUs: 50)
     let report = try session.stop()
-    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: [], final: true),
+    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: []),
                                    durationSeconds: report.durationSeconds, softirq: report.softirq))
     usleep(300_000)
     dump.interrupt()

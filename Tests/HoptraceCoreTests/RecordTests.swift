@@ -31,6 +31,9 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(MemoryLayout<ht_flow_key>.offset(of: \.proto), RecordLayout.flowProto)
         XCTAssertEqual(MemoryLayout<ht_flow_key>.offset(of: \.family), RecordLayout.flowFamily)
         XCTAssertEqual(Int(HT_SEG_COUNT.rawValue), Segment.allCases.count)
+        XCTAssertEqual(MemoryLayout<ht_softirq_stats>.size, SoftirqCounters.size)
+        XCTAssertEqual(MemoryLayout<ht_softirq_cpu>.offset(of: \.vec), 0)
+        XCTAssertEqual(Int(HT_SIRQ_BUCKETS), SoftirqCounters.buckets)
         XCTAssertEqual(Int(HT_SEG_BACKLOG.rawValue), Segment.backlog.rawValue)
     }
 

@@ -35,7 +35,7 @@ final class RecordingLabTests: XCTestCase {
         _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9700, count: 1000, intervalUs: 50)
         _ = try Traffic.tcpRequestResponse(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9701, requests: 500)
         let live = try session.stop()
-        try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: live.counters, softirqRunNs: [], final: true),
+        try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: live.counters, softirqRunNs: []),
                                        durationSeconds: live.durationSeconds, softirq: live.softirq))
         let recorded = try RecordedTrace(path: path)
         XCTAssertNil(recorded.contents.cutShort)
@@ -82,7 +82,7 @@ final class RecordingLabTests: XCTestCase {
         XCTAssertNotNil(writer.error, "the disk should have filled")
         XCTAssertTrue(writer.error!.description.contains("No space left"), writer.error!.description)
         XCTAssertThrowsError(try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(),
-                                                                                    softirqRunNs: [], final: true),
+                                                                                    softirqRunNs: []),
                                                             durationSeconds: 1, softirq: .disabled)))
         let contents = try RecordingReader.read(path: path) { _ in }
         XCTAssertNotNil(contents.cutShort)
@@ -183,7 +183,7 @@ final class RecordingLabTests: XCTestCase {
                 usleep(10_000)
             }
             let report = try session.stop()
-            try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: [], final: true),
+            try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: []),
                                            durationSeconds: report.durationSeconds, softirq: report.softirq))
         }
         let before = NSTemporaryDirectory() + "hoptrace-before-\(getpid()).hoptrace"

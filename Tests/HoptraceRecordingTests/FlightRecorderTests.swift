@@ -15,7 +15,7 @@ final class FlightRecorderTests: XCTestCase {
 
     func status(_ w: Int) -> RecordingStatus {
         RecordingStatus(monotonicNs: 1_000_000_000_000 + UInt64(w + 1) * 1_000_000_000, counters: TracerCounters(),
-                        softirqRunNs: [], final: false)
+                        softirqRunNs: [])
     }
 
     func testTriggersParse() {

@@ -54,12 +54,12 @@ func writeRecording(_ records: [HopRecord], to path: String, end: Bool = true) t
         let rw = Int((r.timestampNs - 1_000_000_000_000) / 1_000_000_000)
         if rw > window {
             window = rw
-            w.write(status: RecordingStatus(monotonicNs: r.timestampNs, counters: TracerCounters(), softirqRunNs: [1, 2], final: false))
+            w.write(status: RecordingStatus(monotonicNs: r.timestampNs, counters: TracerCounters(), softirqRunNs: [1, 2]))
         }
         w.append(r)
     }
     if end {
-        try w.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: [], final: true),
+        try w.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: []),
                                   durationSeconds: 10, softirq: .disabled))
     } else {
         w.flush()

@@ -109,4 +109,14 @@ struct ht_softirq_stats {
 	__u32 delay_hist[HT_SIRQ_BUCKETS];
 };
 
+/* The one per-CPU value of the `softirqs` map: both vectors' statistics and the
+ * hooks' own state, so each softirq event costs a single map lookup. */
+struct ht_softirq_cpu {
+	struct ht_softirq_stats vec[HT_SIRQ_COUNT];
+	__u64 raised_at[HT_SIRQ_COUNT];  /* first raise since the last run, 0 if none */
+	__u64 entered_at[HT_SIRQ_COUNT]; /* start of the current run, 0 if none */
+	__u8 in_ksoftirqd[HT_SIRQ_COUNT];
+	__u8 pad[6];
+};
+
 #endif /* HOPTRACE_ABI_H */

@@ -72,9 +72,9 @@ int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err);
 /* Possible CPUs (the per-CPU maps' width). */
 int ht_num_cpus(void);
 
-/* Per-CPU softirq statistics since load into `out[vec * ncpu + cpu]` (room for
- * HT_SIRQ_COUNT * max_cpus). Returns ncpu. */
-int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_stats *out, int max_cpus, struct ht_error *err);
+/* Per-CPU softirq statistics since load into `out[cpu]` (room for max_cpus).
+ * Returns ncpu. */
+int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_cpu *out, int max_cpus, struct ht_error *err);
 
 /* Attach the tcx programs (`directions`: HT_DIR_*) to `ifname` inside the network
  * namespace at `netns_path` (NULL: the caller's). Runs on a short-lived thread that
@@ -89,9 +89,6 @@ int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error 
 /* Copy up to `cap` bytes of whole records into `buf`, waiting up to `timeout_ms`
  * for data if none is ready. Returns bytes copied (a multiple of the record size). */
 long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct ht_error *err);
-
-/* Bytes waiting in the ring buffer. */
-uint64_t ht_ring_backlog(struct ht_tracer *t);
 
 /* Sum of the per-CPU counters, `out` has HT_CTR_COUNT entries. */
 int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err);
