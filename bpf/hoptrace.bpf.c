@@ -9,9 +9,10 @@
  *     -> net_dev_queue on the next device (forward) ... -> skb_copy_datagram_iovec
  *
  * One record per packet per completed hop goes to the ring buffer, with wake-ups
- * batched. Per-packet state lives in a bounded LRU map keyed by skb address; since
- * the slab reuses addresses within microseconds and not every free fires a
- * tracepoint we can see, every later match is validated against skb->head and age.
+ * batched. Per-packet state lives in a bounded set-associative table keyed by skb
+ * address; since the slab reuses addresses within microseconds and not every free
+ * fires a tracepoint we can see, every later match is validated against skb->head
+ * and age.
  * Only tracepoints (tp_btf) and tcx: no kprobes, no fentry.
  */
 #include "vmlinux.h"
@@ -38,6 +39,7 @@ const volatile __u32 sample_every = 1;        /* follow 1 packet in N (1 = all) 
 const volatile __u64 min_latency_ns = 0;      /* emit hops whose total is at least this */
 const volatile __u64 wakeup_bytes = 1 << 20;  /* force a consumer wake-up past this backlog */
 const volatile __u64 max_state_age_ns = 1000000000ULL; /* older per-packet state is stale */
+const volatile __u32 pkt_set_mask = 0; /* sets in `pkts` - 1 (a power of two - 1) */
 
 enum pkt_phase {
 	P_NEW = 0,     /* tracking just started at a tcx egress: next queue starts hop 0 */
@@ -54,7 +56,6 @@ struct pkt {
 	__u64 t_queue;
 	__u64 t_xmit;
 	__u64 t_rx;
-	__u64 t_last;   /* last hook that touched this packet */
 	__u32 fp;       /* fingerprint of the packet's headers (IP id, TCP seq / UDP checksum) */
 	__u32 sent_netns;   /* after arrival: where the last hop left from (for drops there) */
 	__u32 sent_ifindex;
@@ -69,14 +70,37 @@ struct pkt {
 	__u8 flags;
 	__u8 pad[2];
 	struct ht_flow_key flow;
+	__u8 pad3[8];
+};
+
+/* Per-packet state: a set-associative table in an array, HT_PKT_WAYS packets per set,
+ * the set chosen by a hash of the skb address. Not an LRU hash map: its update
+ * and delete take two IRQ-saving locks each, and a lookup calls a hash function;
+ * here a lookup is an inlined array index and four compares, a delete one store.
+ * Ways are written without locks: two CPUs inserting into one set at the same
+ * instant may pick the same way, and the later writer wins; the other packet's
+ * later hooks then fail validation (key, head, fingerprint) and it is counted
+ * stale. A live packet pushed out of a full set is counted as evicted. */
+struct pkt_set {
+	/* a scan reads one cache line: the keys and ages of the set's packets */
+	__u64 skb[HT_PKT_WAYS];    /* skb address (key), 0 for a free way */
+	__u64 t_last[HT_PKT_WAYS]; /* last hook that touched the packet */
+	struct pkt way[HT_PKT_WAYS];
+};
+
+_Static_assert(sizeof(struct pkt) == 128 && sizeof(struct pkt_set) % 64 == 0, "sets span whole cache lines");
+
+/* A packet's place in the table. */
+struct pkt_ref {
+	struct pkt_set *set; /* NULL: not in the table */
+	__u32 w;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no global lock per packet */
-	__uint(max_entries, 65536); /* resized by userspace before load */
-	__type(key, __u64);
-	__type(value, struct pkt);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384); /* sets; resized by userspace before load */
+	__type(key, __u32);
+	__type(value, struct pkt_set);
 } pkts SEC(".maps");
 
 struct {
@@ -111,21 +135,99 @@ static __always_inline __u32 dev_netns(const struct net_device *dev)
 	return dev->nd_net.net->ns.inum;
 }
 
-/* The packet's state if `key` still names the packet that started it. */
-static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now)
+/* The key of an skb: its address as a number. The verifier forbids arithmetic
+ * on kernel pointers (the hash below) but lets a privileged program subtract two
+ * pointers, which yields a number: subtract the fixed address of a global. */
+static __always_inline __u64 skb_key(const void *skb)
 {
-	__u64 key = (__u64)skb;
-	struct pkt *p = bpf_map_lookup_elem(&pkts, &key);
+	return (__u64)skb - (__u64)&pkt_set_mask;
+}
 
-	if (!p)
+/* The set an skb address belongs to. Slab objects are 256-byte aligned: a
+ * multiplicative hash spreads them over the sets. */
+static __always_inline struct pkt_set *set_of(__u64 key)
+{
+	__u32 i = (__u32)((key * 0x9E3779B97F4A7C15ULL) >> 32) & pkt_set_mask;
+
+	return bpf_map_lookup_elem(&pkts, &i);
+}
+
+static __always_inline struct pkt *pkt_of(struct pkt_ref r)
+{
+	return &r.set->way[r.w & (HT_PKT_WAYS - 1)];
+}
+
+static __always_inline __u64 *last_of(struct pkt_ref r)
+{
+	return &r.set->t_last[r.w & (HT_PKT_WAYS - 1)];
+}
+
+/* Stop following the packet: its way is free. */
+static __always_inline void forget(struct pkt_ref r)
+{
+	r.set->skb[r.w & (HT_PKT_WAYS - 1)] = 0;
+}
+
+/* Where `key` is in the table; .set is NULL when it is not. */
+static __always_inline struct pkt_ref find(__u64 key)
+{
+	struct pkt_ref r = { .set = set_of(key) };
+
+	if (!r.set)
+		return r;
+#pragma unroll
+	for (int w = 0; w < HT_PKT_WAYS; w++)
+		if (r.set->skb[w] == key) {
+			r.w = w;
+			return r;
+		}
+	r.set = NULL;
+	return r;
+}
+
+/* The packet's state if `skb` still names the packet that started it. */
+static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now, struct pkt_ref *ref)
+{
+	struct pkt_ref r = find(skb_key(skb));
+	struct pkt *p;
+
+	*ref = r;
+	if (!r.set)
 		return NULL;
-	if (p->head != (__u64)skb->head || now - p->t_last > max_state_age_ns) {
+	p = pkt_of(r);
+	if (p->head != (__u64)skb->head || now - *last_of(r) > max_state_age_ns) {
 		count(HT_CTR_STALE);
-		bpf_map_delete_elem(&pkts, &key);
+		forget(r);
 		return NULL;
 	}
-	p->t_last = now;
+	*last_of(r) = now;
 	return p;
+}
+
+/* A way for a new packet in `key`'s set: a free or stale one, else the one
+ * touched longest ago (a live packet: counted as evicted). */
+static __always_inline struct pkt_ref claim(__u64 key, __u64 now)
+{
+	struct pkt_ref r = { .set = set_of(key) };
+	__u64 oldest = 0;
+
+	if (!r.set)
+		return r;
+#pragma unroll
+	for (int w = 0; w < HT_PKT_WAYS; w++) {
+		__u64 idle = now - r.set->t_last[w];
+
+		if (!r.set->skb[w] || idle > max_state_age_ns) {
+			r.w = w;
+			return r;
+		}
+		if (idle > oldest) {
+			oldest = idle;
+			r.w = w;
+		}
+	}
+	count(HT_CTR_EVICTED);
+	return r;
 }
 
 /* Parse the 5-tuple with direct packet access (the headers of packets on veth
@@ -194,20 +296,21 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	__u64 key = (__u64)skb;
-	struct pkt p = {}, *old;
+	__u64 key = skb_key(skb);
+	struct ht_flow_key flow = {};
+	struct pkt_ref r = find(key);
+	struct pkt *old = r.set ? pkt_of(r) : NULL, *p;
 	__u32 hash;
 
-	old = bpf_map_lookup_elem(&pkts, &key);
 	/* at ingress, a packet we follow was received by netif_receive_skb a moment
 	 * ago, in the same call chain: skip the parse */
 	if (old && phase == P_ARRIVED && old->phase == P_ARRIVED && old->head == (__u64)skb->head &&
 	    now - old->t_start < JUST_RECEIVED_NS)
 		return;
-	hash = parse_flow(ctx, &p.flow);
+	hash = parse_flow(ctx, &flow);
 	if (old) {
-		if (old->fp == hash && old->head == (__u64)skb->head && now - old->t_last <= max_state_age_ns) {
-			old->t_last = now;
+		if (old->fp == hash && old->head == (__u64)skb->head && now - *last_of(r) <= max_state_age_ns) {
+			*last_of(r) = now;
 			return;
 		}
 		count(HT_CTR_STALE);
@@ -215,20 +318,34 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	if (sample_every > 1 && (hash >> 8) % sample_every != 0) {
 		count(HT_CTR_SAMPLED_OUT);
 		if (old)
-			bpf_map_delete_elem(&pkts, &key);
+			forget(r);
 		return;
 	}
-	p.fp = hash;
-	p.head = (__u64)skb->head;
-	p.t_start = now;
-	p.t_last = now;
-	p.len = ctx->len;
-	p.gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
-	p.phase = phase;
-	p.flags = HT_F_FIRST_HOP | (p.flow.family == 6 ? HT_F_IPV6 : 0);
-	p.netns = dev_netns(skb->dev);
-	p.ifindex = ctx->ifindex;
-	bpf_map_update_elem(&pkts, &key, &p, BPF_ANY);
+	if (!old)
+		r = claim(key, now);
+	if (!r.set)
+		return;
+	p = pkt_of(r);
+	/* every field: the way may hold another packet's leftovers */
+	p->head = (__u64)skb->head;
+	p->t_start = now;
+	p->t_queue = 0;
+	p->t_xmit = 0;
+	p->t_rx = 0;
+	p->fp = hash;
+	p->sent_netns = 0;
+	p->sent_ifindex = 0;
+	p->netns = dev_netns(skb->dev);
+	p->ifindex = ctx->ifindex;
+	p->len = ctx->len;
+	p->forward_ns = 0;
+	p->gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
+	p->hop_index = 0;
+	p->phase = phase;
+	p->flags = HT_F_FIRST_HOP | (flow.family == 6 ? HT_F_IPV6 : 0);
+	p->flow = flow;
+	*last_of(r) = now;
+	r.set->skb[r.w & (HT_PKT_WAYS - 1)] = key; /* last: the way is not this packet's until its fields are */
 }
 
 static __always_inline void emit(struct pkt *p, __u8 kind, __u32 from_netns, __u32 from_ifindex,
@@ -288,7 +405,8 @@ SEC("tp_btf/net_dev_queue")
 int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 	__u32 netns;
 
 	if (!p || (p->phase != P_NEW && p->phase != P_ARRIVED))
@@ -298,10 +416,8 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 	 * skb at a recycled address (UDP frees skbs with no tracepoint we see) */
 	netns = dev_netns(skb->dev);
 	if (skb->len != p->len || netns != p->netns) {
-		__u64 key = (__u64)skb;
-
 		count(HT_CTR_STALE);
-		bpf_map_delete_elem(&pkts, &key);
+		forget(r);
 		return 0;
 	}
 	if (p->phase == P_ARRIVED) {
@@ -320,7 +436,8 @@ SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(ht_net_dev_start_xmit, const struct sk_buff *skb, const struct net_device *dev)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 
 	if (p && p->phase == P_QUEUED) {
 		p->t_xmit = now;
@@ -332,7 +449,8 @@ int BPF_PROG(ht_net_dev_start_xmit, const struct sk_buff *skb, const struct net_
 static __always_inline void on_rx(const struct sk_buff *skb)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 
 	if (p && p->phase == P_XMIT) {
 		p->t_rx = now;
@@ -359,7 +477,8 @@ SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 	__u32 netns, ifindex, veth = 0, backlog;
 	__u8 flags;
 
@@ -392,7 +511,8 @@ SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 
 	if (!p || p->phase != P_ARRIVED || p->hop_index == 0)
 		return 0;
@@ -401,20 +521,15 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 	return 0;
 }
 
-/* Every skb freed anywhere passes here: look up first (lock-free) and take the
- * map's lock to delete only for packets we follow. */
-static __always_inline void forget(const struct sk_buff *skb)
-{
-	__u64 key = (__u64)skb;
-
-	if (bpf_map_lookup_elem(&pkts, &key))
-		bpf_map_delete_elem(&pkts, &key);
-}
-
+/* Every skb freed anywhere passes here: a set scan, and one store for packets
+ * we follow. */
 SEC("tp_btf/consume_skb")
 int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 {
-	forget(skb);
+	struct pkt_ref r = find(skb_key(skb));
+
+	if (r.set)
+		forget(r);
 	return 0;
 }
 
@@ -425,8 +540,8 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 key = (__u64)skb;
-	struct pkt *p = lookup(skb, now);
+	struct pkt_ref r;
+	struct pkt *p = lookup(skb, now, &r);
 	struct net_device *dev;
 	__u32 at_netns, at_ifindex;
 
@@ -452,7 +567,7 @@ int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 			emit(p, HT_REC_DROP, p->netns, p->ifindex, at_netns, at_ifindex, 0, 0, 0,
 			     (__u32)reason, p->flags);
 	}
-	bpf_map_delete_elem(&pkts, &key);
+	forget(r);
 	return 0;
 }
 
@@ -460,6 +575,8 @@ int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 #define NET_TX_SOFTIRQ 2
 #define NET_RX_SOFTIRQ 3
+#define PF_KTHREAD_ 0x00200000
+#define KSOFTIRQ_NAME 0x71726974666f736bULL /* "ksoftirq", little-endian */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -522,8 +639,8 @@ int BPF_PROG(ht_softirq_entry, unsigned int vec)
 	__u32 i;
 	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 	struct ht_softirq_stats *st;
+	struct task_struct *task;
 	__u64 now;
-	char comm[10];
 
 	if (!c)
 		return 0;
@@ -540,9 +657,12 @@ int BPF_PROG(ht_softirq_entry, unsigned int vec)
 		st->delay_hist[sirq_bucket(d)]++;
 		c->raised_at[i & 1] = 0;
 	}
-	bpf_get_current_comm(comm, sizeof(comm));
-	c->in_ksoftirqd[i & 1] = comm[0] == 'k' && comm[1] == 's' && comm[2] == 'o' && comm[3] == 'f' &&
-				 comm[4] == 't' && comm[5] == 'i' && comm[8] == 'd';
+	/* run by a ksoftirqd thread, not on interrupt exit or bh enable: a kernel
+	 * thread named "ksoftirqd/N", read in place (copying the name with
+	 * bpf_get_current_comm cost 100 ns a run; the per-CPU ksoftirqd pointer is
+	 * not in kallsyms on kernels without KALLSYMS_ALL) */
+	task = bpf_get_current_task_btf();
+	c->in_ksoftirqd[i & 1] = (task->flags & PF_KTHREAD_) && *(__u64 *)task->comm == KSOFTIRQ_NAME;
 	return 0;
 }
 

@@ -142,10 +142,18 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 		t->skel->rodata->wakeup_bytes = knobs->wakeup_bytes;
 	if (knobs->max_state_age_ns)
 		t->skel->rodata->max_state_age_ns = knobs->max_state_age_ns;
-	if (knobs->max_packets &&
-	    (rc = bpf_map__set_max_entries(t->skel->maps.pkts, knobs->max_packets))) {
-		ht_close(t);
-		return fail(err, rc, "bpf_map__set_max_entries(pkts)");
+	if (knobs->max_packets) {
+		uint32_t sets = 1;
+
+		while (sets * HT_PKT_WAYS < knobs->max_packets && sets < (1u << 24))
+			sets <<= 1;
+		t->skel->rodata->pkt_set_mask = sets - 1;
+		if ((rc = bpf_map__set_max_entries(t->skel->maps.pkts, sets))) {
+			ht_close(t);
+			return fail(err, rc, "bpf_map__set_max_entries(pkts)");
+		}
+	} else {
+		t->skel->rodata->pkt_set_mask = bpf_map__max_entries(t->skel->maps.pkts) - 1;
 	}
 	if (knobs->ring_bytes &&
 	    (rc = bpf_map__set_max_entries(t->skel->maps.events, knobs->ring_bytes))) {
@@ -174,7 +182,6 @@ static int attach_programs(struct ht_tracer *t, struct bpf_program **progs, size
 
 	for (size_t i = 0; i < n; i++) {
 		struct bpf_link *link;
-
 		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
 			return fail(err, E2BIG, "attach(too many links)");
 		link = bpf_program__attach(progs[i]);

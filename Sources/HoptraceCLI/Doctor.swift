@@ -49,7 +49,7 @@ struct Doctor: ParsableCommand {
         if hasCaps {
             do {
                 let tracer = try Tracer()
-                add("bpf load", true, "tp_btf programs, LRU hash, ring buffer, bpf_cast_to_kern_ctx verified")
+                add("bpf load", true, "tp_btf programs, per-packet table, ring buffer, bpf_cast_to_kern_ctx verified")
                 do {
                     try tracer.attachTracepoints()
                     add("tracepoints", true, "net_dev_queue, net_dev_start_xmit, netif_rx, napi_gro_receive_entry, netif_receive_skb, skb_copy_datagram_iovec, consume_skb, kfree_skb")

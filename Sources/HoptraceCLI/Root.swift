@@ -52,7 +52,7 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "Flows kept apart before the idlest are folded into one aggregate (bounds memory).")
     var maxFlows: Int = 10_000
 
-    @Option(help: "Packets followed at once (size of the kernel's per-packet map).")
+    @Option(help: "Packets followed at once (the kernel's per-packet table, rounded up to a power of two; 144 bytes each).")
     var maxPackets: UInt32 = 65_536
 
     @Option(help: "How to hook the devices: auto (tcx, clsact where tcx is missing), tcx, clsact.")
@@ -79,7 +79,7 @@ struct TraceOptions: ParsableArguments {
         guard sample >= 1 else { throw ValidationError("--sample must be at least 1") }
         guard maxFlows >= 8 else { throw ValidationError("--max-flows must be at least 8") }
         guard top >= 0 else { throw ValidationError("--top must not be negative") }
-        guard maxPackets >= 1024 else { throw ValidationError("--max-packets must be at least 1024") }
+        guard (1024...4_194_304).contains(maxPackets) else { throw ValidationError("--max-packets must be between 1024 and 4194304") }
         guard attachMode != nil else { throw ValidationError("bad --attach '\(attach)': use auto, tcx or clsact") }
         guard ["on", "off"].contains(softirq) else { throw ValidationError("bad --softirq '\(softirq)': use on or off") }
     }

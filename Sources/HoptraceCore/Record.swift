@@ -229,7 +229,7 @@ public struct HopRecord: Sendable, Equatable {
 /// The offsets are this type's contract with `hoptrace_abi.h`; a test compares them
 /// with the C header so the two cannot drift apart silently.
 public enum RecordLayout {
-    public static let abiVersion = 1
+    public static let abiVersion = 2
     public static let size = 96
     public static let timestamp = 0
     public static let segments = 8

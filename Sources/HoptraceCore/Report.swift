@@ -10,17 +10,30 @@ public struct TracerCounters: Codable, Sendable, Equatable {
     public var belowMinimum: UInt64 = 0
     /// Per-packet state found stale (a recycled skb address) and started afresh.
     public var stale: UInt64 = 0
+    /// Packets no longer followed because the per-packet table's set was full
+    /// (`--max-packets` too small for the packets in flight).
+    public var evicted: UInt64 = 0
 
     public init() {}
 
     /// From the raw counter array, in ABI order.
     public init(raw: [UInt64]) {
         func at(_ i: Int) -> UInt64 { i < raw.count ? raw[i] : 0 }
-        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3)
+        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3); evicted = at(4)
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale
+        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, evicted
+    }
+
+    /// Recordings made before `evicted` existed decode with 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lost = try c.decode(UInt64.self, forKey: .lost)
+        sampledOut = try c.decode(UInt64.self, forKey: .sampledOut)
+        belowMinimum = try c.decode(UInt64.self, forKey: .belowMinimum)
+        stale = try c.decode(UInt64.self, forKey: .stale)
+        evicted = try c.decodeIfPresent(UInt64.self, forKey: .evicted) ?? 0
     }
 }
 
@@ -245,6 +258,9 @@ extension Report {
             if let n = c.bpfNsPerPacket { s += " (\(String(format: "%.0f", n)) ns per packet followed)" }
             if c.bpfCPUPercent == nil { s += "; BPF run time not measured (--bpf-stats)" }
             line(s)
+        }
+        if counters.evicted > 0 {
+            line("WARNING: \(counters.evicted) packets stopped being followed (per-packet table full): raise --max-packets")
         }
         if lostEvents > 0 {
             line("WARNING: \(lostEvents) records were lost (ring buffer full): latencies are from the rest")

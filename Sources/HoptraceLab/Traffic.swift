@@ -213,6 +213,25 @@ public enum Traffic {
         }
     }
 
+    /// A UDP socket bound in `netns` that nobody reads: datagrams sent to it stay
+    /// queued (up to `queueBytes`) until the caller closes the descriptor.
+    public static func unreadDatagramSocket(in netns: String, address: String, port: UInt16, queueBytes: Int32 = 64 << 20) throws -> Int32 {
+        let fd = try socketIn(netns, type: Int32(SOCK_DGRAM.rawValue))
+        var size = queueBytes
+        // SO_RCVBUFFORCE (root) passes net.core.rmem_max; the queue must not overflow into drops
+        guard setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            close(fd)
+            throw Failure(description: "setsockopt(SO_RCVBUFFORCE): \(errnoText())")
+        }
+        do {
+            try bindListen(fd, address, port, listen: false)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
     public struct DatagramResult: Sendable {
         public var sent: Int
         public var received: Int

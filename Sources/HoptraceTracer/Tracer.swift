@@ -40,7 +40,7 @@ public struct TracerError: Error, CustomStringConvertible, Sendable {
 public struct TracerOptions: Sendable {
     public var sampleEvery: UInt32 = 1
     public var minLatencyNs: UInt64 = 0
-    /// Entries of the per-packet LRU map (packets in flight at once).
+    /// Packets the kernel follows at once (its per-packet table; rounded up to a power of two).
     public var maxPackets: UInt32 = 65_536
     /// Ring buffer size, a power of two.
     public var ringBytes: UInt32 = 16 << 20

@@ -31,6 +31,7 @@ final class LabTraceTests: XCTestCase {
             tcpSegmentsFromA = try snmp(a.netns, "Tcp", "OutSegs") + snmp(a.netns, "Tcp", "RetransSegs") - before
         }
         XCTAssertEqual(report.lostEvents, 0)
+        XCTAssertEqual(report.counters.evicted, 0, "the default per-packet table holds this traffic")
         for (from, to) in [(a.netns + "/eth0", lab.hub + "/v0"), (lab.hub + "/v1", b.netns + "/eth0"),
                            (b.netns + "/eth0", lab.hub + "/v1"), (lab.hub + "/v0", a.netns + "/eth0")] {
             guard let hop = report.hop(from, to) else { XCTFail("no hop \(from) -> \(to)\n\(report.text())"); continue }
@@ -52,6 +53,30 @@ final class LabTraceTests: XCTestCase {
         XCTAssertEqual(tracedFromA, tcpSegmentsFromA, "TCP segments traced vs Tcp OutSegs+RetransSegs in \(a.netns)")
         XCTAssertEqual(bulk?.bytesReceived, bulk?.bytesSent)
         XCTAssertGreaterThan(bulk?.bytesSent ?? 0, 0)
+    }
+
+    /// More packets in flight than the per-packet table holds: the ones pushed out
+    /// are counted as evicted and the report says what to do, never silently.
+    /// 4,000 datagrams wait, unread, in a socket of b while a table of 1,024
+    /// follows them: at least 4,000 - 1,024 must have been evicted.
+    func testFullPacketTableCountsEvictions() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        let a = lab.containers[0], b = lab.containers[1]
+        let sink = try Traffic.unreadDatagramSocket(in: b.netnsPath, address: b.address, port: 9110)
+        defer { close(sink) }
+        var options = TracerOptions()
+        options.maxPackets = 1024
+        let (report, _) = try traceLab(lab, options: options) {
+            try Traffic.sendDatagrams(client: a.netnsPath, to: b.address, port: 9110, count: 4000)
+            usleep(200_000)
+        }
+        var queued: Int32 = 0
+        XCTAssertEqual(ioctl(sink, UInt(FIONREAD), &queued), 0)
+        XCTAssertGreaterThan(queued, 0, "the datagrams wait in the socket")
+        XCTAssertGreaterThanOrEqual(report.counters.evicted, 4000 - 1024, report.text())
+        XCTAssertLessThanOrEqual(report.counters.evicted, 4000 * 4, "at most one eviction per hook that starts following")
+        XCTAssertTrue(report.text().contains("raise --max-packets"))
     }
 
     /// For request/response traffic, no packet's segments add up to more than the

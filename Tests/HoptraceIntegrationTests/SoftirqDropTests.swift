@@ -22,6 +22,18 @@ final class SoftirqDropTests: XCTestCase {
         return (rx, UInt64(cpu[7])!) // user nice system idle iowait irq softirq
     }
 
+    /// CPU time (ns, exact: schedstat) the ksoftirqd threads have run so far.
+    func ksoftirqdRunNs() throws -> UInt64 {
+        var total: UInt64 = 0
+        for pid in try FileManager.default.contentsOfDirectory(atPath: "/proc") where Int(pid) != nil {
+            guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8), comm.hasPrefix("ksoftirqd/"),
+                  let schedstat = try? String(contentsOfFile: "/proc/\(pid)/schedstat", encoding: .utf8),
+                  let ns = schedstat.split(separator: " ").first.flatMap({ UInt64($0) }) else { continue }
+            total += ns
+        }
+        return total
+    }
+
     /// Under iperf3 load, NET_RX runs per CPU match /proc/softirqs (±2 %), and the
     /// NET_RX + NET_TX run time is no more than the softirq time /proc/stat reports
     /// and at least half of it.
@@ -38,10 +50,12 @@ final class SoftirqDropTests: XCTestCase {
         usleep(300_000)
         let session = try TraceSession(devices: lab.devices, names: Discovery.topology().names)
         let before = try kernelCounters()
+        let ksoftirqdBefore = try ksoftirqdRunNs()
         let t0 = Date()
         session.start()
         try Command.run(["ip", "netns", "exec", a.netns, "iperf3", "-c", b.address, "-p", "5301", "-t", "4"])
         let after = try kernelCounters()
+        let ksoftirqdSeconds = Double(try ksoftirqdRunNs() - ksoftirqdBefore) / 1e9
         let report = try session.stop()
         server.waitUntilExit()
         let seconds = Date().timeIntervalSince(t0)
@@ -60,6 +74,12 @@ final class SoftirqDropTests: XCTestCase {
         // IRQ_TIME_ACCOUNTING): allow the sampling error of one tick per 100
         XCTAssertLessThanOrEqual(oursSeconds, statSeconds * 1.01 + 0.02, "ours \(oursSeconds) s vs /proc/stat \(statSeconds) s")
         XCTAssertGreaterThanOrEqual(oursSeconds, statSeconds * 0.5, "ours \(oursSeconds) s vs /proc/stat \(statSeconds) s")
+        // what we attribute to ksoftirqd, it ran: no more than the threads' own run time
+        let oursKsoftirqd = report.softirq.total.values.reduce(0.0) {
+            $0 + $1.runPercent / 100 * seconds * Double(report.softirq.cpus.count) * $1.ksoftirqdPercent / 100
+        }
+        print("ksoftirqd check: ours \(String(format: "%.4f", oursKsoftirqd)) s vs the threads' schedstat \(String(format: "%.4f", ksoftirqdSeconds)) s")
+        XCTAssertLessThanOrEqual(oursKsoftirqd, ksoftirqdSeconds + 0.002, "softirq time attributed to ksoftirqd vs its threads' run time")
         // the joined view: each hop's backlog by CPU carries that CPU's softirq figures
         let hop = try XCTUnwrap(report.hop(lab.hub + "/" + b.hubDevice, b.netns + "/eth0"))
         XCTAssertFalse(hop.softirq?.isEmpty ?? true)

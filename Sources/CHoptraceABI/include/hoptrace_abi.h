@@ -16,7 +16,7 @@
 #endif
 
 /* Bump on any change to a struct or enum below. */
-#define HT_ABI_VERSION 1
+#define HT_ABI_VERSION 2
 
 /* Segments of a hop, in the order a packet crosses them. */
 enum ht_segment {
@@ -70,13 +70,17 @@ struct ht_hop_record {
 	struct ht_flow_key flow;
 };
 
+/* Packets per set of the per-packet state table (`pkts`, set-associative). */
+#define HT_PKT_WAYS 4
+
 /* Per-CPU counters, index into the `counters` map. */
 enum ht_counter {
 	HT_CTR_LOST = 0,        /* records that could not be reserved in the ring buffer */
 	HT_CTR_SAMPLED_OUT = 1, /* packets skipped by 1-in-N sampling */
 	HT_CTR_BELOW_MIN = 2,   /* hops not emitted: total below min_latency_ns */
 	HT_CTR_STALE = 3,       /* per-packet state found stale or reused and restarted */
-	HT_CTR_COUNT = 4,
+	HT_CTR_EVICTED = 4,     /* packets no longer followed: their state was pushed out of a full set */
+	HT_CTR_COUNT = 5,
 };
 
 /* Softirq accounting: kept in the kernel per CPU (a record per softirq run would

@@ -27,7 +27,7 @@ struct ht_error {
 
 struct ht_knobs {
 	uint32_t sample_every;      /* follow 1 packet in N */
-	uint32_t max_packets;       /* entries of the per-packet LRU map */
+	uint32_t max_packets;       /* packets the per-packet state table holds (rounded up to a power of two) */
 	uint64_t min_latency_ns;    /* emit hops whose total is at least this */
 	uint64_t wakeup_bytes;      /* force a consumer wake-up past this backlog */
 	uint64_t max_state_age_ns;  /* per-packet state older than this is stale */
