@@ -56,7 +56,8 @@ demo: build
 
 bench: build bench/c_consumer.c
 	mkdir -p .build/bench
-	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c -I Sources/CHoptraceBPF -I $(ABI) -lbpf -lelf -lz
+	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c Sources/CHoptraceBPF/hoptrace_bpf.c \
+		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I $(ABI) -lbpf -lelf -lz -lpthread
 	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4}
 
 clean:

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The baseline for `make bench`: a minimal libbpf ring-buffer consumer (count the
  * records, nothing else) draining the same producer the Swift consumer drains.
+ * It loads the object through the C module (which makes the per-CPU rings) and
+ * reads the rings with libbpf's ring_buffer, one ring_buffer__add per CPU.
  *   c_consumer ROUNDS RECORDS   drain a pre-filled ring, median records/s
  *   c_consumer live SECONDS     drain while the producer runs, records/s */
 #include <pthread.h>
@@ -8,9 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "hoptrace.skel.h"
+#include "hoptrace_bpf.h"
 
 static long seen;
 
@@ -40,23 +41,21 @@ static volatile int producing;
 /* The live producer: the never-attached fill program, run back to back. */
 static void *produce(void *arg)
 {
-	struct hoptrace_bpf *skel = arg;
-	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts);
+	struct ht_tracer *t = arg;
 
 	while (producing)
-		bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ht_bench_fill), &opts);
+		ht_bench_fill(t, 4096, NULL);
 	return NULL;
 }
 
 /* With `live SECONDS`: records/s drained while the producer runs on another CPU. */
-static int live(struct hoptrace_bpf *skel, struct ring_buffer *rb, double seconds)
+static int live(struct ht_tracer *t, struct ring_buffer *rb, double seconds)
 {
 	pthread_t th;
 	double t0;
 
-	skel->bss->bench_records = 4096;
 	producing = 1;
-	pthread_create(&th, NULL, produce, skel);
+	pthread_create(&th, NULL, produce, t);
 	t0 = now();
 	seen = 0;
 	while (now() - t0 < seconds)
@@ -69,30 +68,36 @@ static int live(struct hoptrace_bpf *skel, struct ring_buffer *rb, double second
 
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 5;
-	int per_round = argc > 2 ? atoi(argv[2]) : 150000;
-	struct hoptrace_bpf *skel = hoptrace_bpf__open_and_load();
-	struct ring_buffer *rb;
-	double rates[64];
-
 	int is_live = argc > 2 && !strcmp(argv[1], "live");
+	int rounds = argc > 1 && !is_live ? atoi(argv[1]) : 5;
+	int per_round = argc > 2 ? atoi(argv[2]) : 60000; /* fits one CPU's ring */
+	struct ht_knobs knobs = { .sample_every = 1 };
+	struct ht_tracer *t;
+	struct ring_buffer *rb = NULL;
+	struct ht_error err;
+	double rates[64];
+	int fds[1024], nfds;
 
-	if (!skel || (!is_live && (rounds < 1 || rounds > 64))) {
-		fprintf(stderr, "c_consumer: cannot load the BPF object (root?)\n");
+	if (ht_open(&knobs, &t, &err) || (!is_live && (rounds < 1 || rounds > 64))) {
+		fprintf(stderr, "c_consumer: cannot load the BPF object (root?): %s: %d\n", err.call, err.code);
 		return 1;
 	}
-	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_record, NULL, NULL);
-	if (!rb)
-		return 1;
+	nfds = ht_ring_fds(t, fds, 1024);
+	for (int i = 0; i < nfds; i++) {
+		if (!rb)
+			rb = ring_buffer__new(fds[i], on_record, NULL, NULL);
+		else if (ring_buffer__add(rb, fds[i], on_record, NULL))
+			return 1;
+		if (!rb)
+			return 1;
+	}
 	if (is_live)
-		return live(skel, rb, atof(argv[2]));
+		return live(t, rb, atof(argv[2]));
 	for (int i = 0; i < rounds; i++) {
-		DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts);
 		double t0;
 
 		seen = 0;
-		skel->bss->bench_records = per_round;
-		if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ht_bench_fill), &opts))
+		if (ht_bench_fill(t, (uint32_t)per_round, &err))
 			return 1;
 		t0 = now();
 		while (ring_buffer__consume(rb) > 0)
@@ -104,6 +109,6 @@ int main(int argc, char **argv)
 	qsort(rates, rounds, sizeof(rates[0]), cmp);
 	printf("%.0f\n", rates[rounds / 2]);
 	ring_buffer__free(rb);
-	hoptrace_bpf__destroy(skel);
+	ht_close(t);
 	return 0;
 }

@@ -36,6 +36,14 @@ struct ht_clsact {
 	char ifname[IF_NAMESIZE];
 };
 
+/* One CPU's ring: consumer page (rw), producer page + data mapped twice (ro). */
+struct ht_ring {
+	int fd;
+	unsigned long *consumer_pos;
+	unsigned long *producer_pos;
+	unsigned char *data;
+};
+
 struct ht_tracer {
 	struct hoptrace_bpf *skel;
 	struct bpf_link *tp_links[16];
@@ -44,14 +52,13 @@ struct ht_tracer {
 	int nlinks;
 	struct ht_clsact clsact[HT_MAX_LINKS];
 	int nclsact;
-	/* ring buffer reader: consumer page (rw) and producer page + data twice (ro) */
-	int ring_fd;
+	/* ring buffer readers, one ring per CPU (BPF writes to its CPU's ring) */
+	struct ht_ring *rings;
+	int nrings;
+	int next_ring;   /* where the next drain starts: no ring waits behind a busy one */
 	int epoll_fd;
 	size_t ring_size;
 	size_t page_size;
-	unsigned long *consumer_pos;
-	unsigned long *producer_pos;
-	unsigned char *ring_data;
 };
 
 static int fail(struct ht_error *err, int code, const char *call)
@@ -80,31 +87,87 @@ size_t ht_record_size(void)
 	return sizeof(struct ht_hop_record);
 }
 
-static int ring_map(struct ht_tracer *t, struct ht_error *err)
+/* Ring size per CPU: the total budget shared out, a power of two of at least
+ * 1 MiB (a record per hop at the consumer's full rate fills that in 20 ms). */
+static size_t ring_size_per_cpu(size_t total, int ncpu)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
-	void *p;
+	size_t per = 1UL << 20;
+
+	while (per * 2 * (size_t)ncpu <= total && per < (1UL << 30))
+		per <<= 1;
+	return per;
+}
+
+/* Before load: one ring buffer per CPU; the first is the template of the
+ * `rings` array's values (its size is what the verifier checks against). */
+static int rings_create(struct ht_tracer *t, struct ht_error *err)
+{
+	int rc;
+
+	t->rings = calloc((size_t)t->nrings, sizeof(*t->rings));
+	if (!t->rings)
+		return fail(err, ENOMEM, "calloc(rings)");
+	for (int i = 0; i < t->nrings; i++)
+		t->rings[i].fd = -1;
+	for (int i = 0; i < t->nrings; i++) {
+		t->rings[i].fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "ht_ring", 0, 0, (uint32_t)t->ring_size, NULL);
+		if (t->rings[i].fd < 0)
+			return fail(err, errno, "bpf_map_create(ringbuf)");
+	}
+	if ((rc = bpf_map__set_max_entries(t->skel->maps.rings, (uint32_t)t->nrings)) ||
+	    (rc = bpf_map__set_inner_map_fd(t->skel->maps.rings, t->rings[0].fd)))
+		return fail(err, rc, "bpf_map__set_inner_map_fd(rings)");
+	return 0;
+}
+
+/* After load: each CPU's ring in its slot of `rings`, mapped, and watched by
+ * one epoll set. */
+static int rings_install(struct ht_tracer *t, struct ht_error *err)
+{
+	int rings_fd = bpf_map__fd(t->skel->maps.rings);
 
 	t->page_size = (size_t)sysconf(_SC_PAGESIZE);
-	t->ring_fd = bpf_map__fd(t->skel->maps.events);
-	t->ring_size = bpf_map__max_entries(t->skel->maps.events);
-	p = mmap(NULL, t->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, t->ring_fd, 0);
-	if (p == MAP_FAILED)
-		return fail(err, errno, "mmap(ringbuf consumer)");
-	t->consumer_pos = p;
-	/* the data area is mapped twice in a row, so a record never wraps */
-	p = mmap(NULL, t->page_size + 2 * t->ring_size, PROT_READ, MAP_SHARED, t->ring_fd,
-		 (off_t)t->page_size);
-	if (p == MAP_FAILED)
-		return fail(err, errno, "mmap(ringbuf producer)");
-	t->producer_pos = p;
-	t->ring_data = (unsigned char *)p + t->page_size;
 	t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (t->epoll_fd < 0)
 		return fail(err, errno, "epoll_create1");
-	if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->ring_fd, &ev) < 0)
-		return fail(err, errno, "epoll_ctl(ringbuf)");
+	for (int i = 0; i < t->nrings; i++) {
+		struct ht_ring *r = &t->rings[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+		uint32_t key = (uint32_t)i;
+		void *p;
+
+		if (bpf_map_update_elem(rings_fd, &key, &r->fd, BPF_ANY))
+			return fail(err, errno, "bpf_map_update_elem(rings)");
+		p = mmap(NULL, t->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+		if (p == MAP_FAILED)
+			return fail(err, errno, "mmap(ringbuf consumer)");
+		r->consumer_pos = p;
+		/* the data area is mapped twice in a row, so a record never wraps */
+		p = mmap(NULL, t->page_size + 2 * t->ring_size, PROT_READ, MAP_SHARED, r->fd, (off_t)t->page_size);
+		if (p == MAP_FAILED)
+			return fail(err, errno, "mmap(ringbuf producer)");
+		r->producer_pos = p;
+		r->data = (unsigned char *)p + t->page_size;
+		if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, r->fd, &ev) < 0)
+			return fail(err, errno, "epoll_ctl(ringbuf)");
+	}
 	return 0;
+}
+
+static void rings_destroy(struct ht_tracer *t)
+{
+	for (int i = 0; t->rings && i < t->nrings; i++) {
+		struct ht_ring *r = &t->rings[i];
+
+		if (r->consumer_pos)
+			munmap(r->consumer_pos, t->page_size);
+		if (r->producer_pos)
+			munmap(r->producer_pos, t->page_size + 2 * t->ring_size);
+		if (r->fd >= 0)
+			close(r->fd);
+	}
+	free(t->rings);
+	t->rings = NULL;
 }
 
 /* libbpf prints kernel netlink notes (e.g. from sweeping a device without our
@@ -126,7 +189,6 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return fail(err, ENOMEM, "calloc");
-	t->ring_fd = -1;
 	t->epoll_fd = -1;
 	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
 	libbpf_set_print(libbpf_print);
@@ -155,17 +217,27 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	} else {
 		t->skel->rodata->pkt_set_mask = bpf_map__max_entries(t->skel->maps.pkts) - 1;
 	}
-	if (knobs->ring_bytes &&
-	    (rc = bpf_map__set_max_entries(t->skel->maps.events, knobs->ring_bytes))) {
+	t->nrings = libbpf_num_possible_cpus();
+	if (t->nrings <= 0) {
+		rc = t->nrings;
 		ht_close(t);
-		return fail(err, rc, "bpf_map__set_max_entries(events)");
+		return fail(err, rc, "libbpf_num_possible_cpus");
+	}
+	t->ring_size = ring_size_per_cpu(knobs->ring_bytes ? knobs->ring_bytes : 16UL << 20, t->nrings);
+	/* a wake-up before a ring is a quarter full, whatever was asked */
+	if (t->skel->rodata->wakeup_bytes > t->ring_size / 4)
+		t->skel->rodata->wakeup_bytes = t->ring_size / 4;
+	rc = rings_create(t, err);
+	if (rc) {
+		ht_close(t);
+		return rc;
 	}
 	rc = hoptrace_bpf__load(t->skel);
 	if (rc) {
 		ht_close(t);
 		return fail(err, rc, "bpf_object__load");
 	}
-	rc = ring_map(t, err);
+	rc = rings_install(t, err);
 	if (rc) {
 		ht_close(t);
 		return rc;
@@ -427,14 +499,14 @@ static inline unsigned long load_acquire(unsigned long *p)
 #define RB_DISCARD (1U << 30)
 #define RB_HDR 8
 
-static long consume(struct ht_tracer *t, unsigned char *buf, size_t cap)
+static size_t consume_ring(struct ht_tracer *t, struct ht_ring *r, unsigned char *buf, size_t cap)
 {
-	unsigned long cons = *t->consumer_pos;
-	unsigned long prod = load_acquire(t->producer_pos);
+	unsigned long cons = *r->consumer_pos;
+	unsigned long prod = load_acquire(r->producer_pos);
 	size_t mask = t->ring_size - 1, n = 0;
 
 	while (cons < prod) {
-		unsigned char *hdr = t->ring_data + (cons & mask);
+		unsigned char *hdr = r->data + (cons & mask);
 		uint32_t len = __atomic_load_n((uint32_t *)hdr, __ATOMIC_ACQUIRE);
 		uint32_t size;
 
@@ -449,21 +521,41 @@ static long consume(struct ht_tracer *t, unsigned char *buf, size_t cap)
 		}
 		cons += (size + RB_HDR + 7) & ~7UL;
 	}
-	__atomic_store_n(t->consumer_pos, cons, __ATOMIC_RELEASE);
+	__atomic_store_n(r->consumer_pos, cons, __ATOMIC_RELEASE);
+	return n;
+}
+
+/* Every ring in turn, starting one further each call. */
+static long consume(struct ht_tracer *t, unsigned char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < t->nrings && n < cap; k++)
+		n += consume_ring(t, &t->rings[(t->next_ring + k) % t->nrings], buf + n, cap - n);
+	t->next_ring = (t->next_ring + 1) % t->nrings;
 	return (long)n;
 }
 
 long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct ht_error *err)
 {
-	struct epoll_event ev;
+	struct epoll_event ev[64];
 	long n = consume(t, buf, cap);
 
 	ok(err);
 	if (n > 0 || timeout_ms == 0)
 		return n;
-	if (epoll_wait(t->epoll_fd, &ev, 1, timeout_ms) < 0 && errno != EINTR)
+	if (epoll_wait(t->epoll_fd, ev, 64, timeout_ms) < 0 && errno != EINTR)
 		return fail(err, errno, "epoll_wait(ringbuf)");
 	return consume(t, buf, cap);
+}
+
+int ht_ring_fds(struct ht_tracer *t, int *fds, int max)
+{
+	int n = 0;
+
+	for (; n < t->nrings && n < max; n++)
+		fds[n] = t->rings[n].fd;
+	return n;
 }
 
 int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err)
@@ -552,10 +644,7 @@ void ht_close(struct ht_tracer *t)
 	}
 	if (t->epoll_fd >= 0)
 		close(t->epoll_fd);
-	if (t->consumer_pos)
-		munmap(t->consumer_pos, t->page_size);
-	if (t->producer_pos)
-		munmap(t->producer_pos, t->page_size + 2 * t->ring_size);
+	rings_destroy(t);
 	hoptrace_bpf__destroy(t->skel);
 	free(t);
 }

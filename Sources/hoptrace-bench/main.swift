@@ -187,13 +187,13 @@ final class LiveCount: @unchecked Sendable {
     }
 }
 
-say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 150000 records")
-let swift = try swiftConsumerRate(rounds: repeats, perRound: 150_000)
+say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
+let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
 var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
                                "swift_aggregate_only_ns_per_record": (try aggregateOnlyNsPerRecord(rounds: repeats) * 10).rounded() / 10,
                                "swift_ns_per_record": (swift.perRecordNs * 10).rounded() / 10,
                                "ring_bytes_per_record": RecordLayout.size + 8]
-if let out = try? Command.run([cConsumer, String(repeats), "150000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+if let out = try? Command.run([cConsumer, String(repeats), "60000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
     consumer["c_records_per_second"] = c.rounded()
     consumer["swift_vs_c"] = (swift.rate / c * 1000).rounded() / 1000
 } else {

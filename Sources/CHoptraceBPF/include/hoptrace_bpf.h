@@ -31,7 +31,7 @@ struct ht_knobs {
 	uint64_t min_latency_ns;    /* emit hops whose total is at least this */
 	uint64_t wakeup_bytes;      /* force a consumer wake-up past this backlog */
 	uint64_t max_state_age_ns;  /* per-packet state older than this is stale */
-	uint32_t ring_bytes;        /* ring buffer size, a power of two >= page size */
+	uint32_t ring_bytes;        /* ring buffer budget, shared out into one ring per CPU (>= 1 MiB each) */
 	uint32_t pad;
 };
 
@@ -89,6 +89,10 @@ int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error 
 /* Copy up to `cap` bytes of whole records into `buf`, waiting up to `timeout_ms`
  * for data if none is ready. Returns bytes copied (a multiple of the record size). */
 long ht_drain(struct ht_tracer *t, void *buf, size_t cap, int timeout_ms, struct ht_error *err);
+
+/* The per-CPU ring buffers' map fds (for a libbpf ring_buffer consumer: the
+ * benchmark's baseline). Returns how many were written. */
+int ht_ring_fds(struct ht_tracer *t, int *fds, int max);
 
 /* Sum of the per-CPU counters, `out` has HT_CTR_COUNT entries. */
 int ht_read_counters(struct ht_tracer *t, uint64_t *out, struct ht_error *err);
