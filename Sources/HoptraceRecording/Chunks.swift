@@ -6,31 +6,82 @@ import HoptraceCore
 struct RecordEncoder {
     private var flowIDs: [FlowKey: UInt32] = [:]
     private var hopIDs: [HopKey: UInt32] = [:]
-    private var newFlows: [FlowKey] = []
-    private var newHops: [HopKey] = []
-    private var pending: [HopRecord] = []
+    private var flows: [FlowKey] = []
+    private var hops: [HopKey] = []
+    /// Direct-mapped caches in front of the dictionaries (slot from the key's
+    /// mix): most records repeat a recent flow and hop and skip hashing.
+    private var flowCache = [Int32](repeating: -1, count: 4096)
+    private var lastHop: Int32 = -1
+    private var newFlowsFrom = 0
+    private var newHopsFrom = 0
+    private var pending = RecordChunk()
 
-    var count: Int { pending.count }
+    var count: Int { pending.records.count }
 
     mutating func add(_ r: HopRecord) {
-        if flowIDs[r.flow] == nil {
-            flowIDs[r.flow] = UInt32(flowIDs.count)
-            newFlows.append(r.flow)
+        let slot = Int(truncatingIfNeeded: r.flow.mixed) & (flowCache.count - 1)
+        var flow = flowCache[slot]
+        if flow < 0 || flows[Int(flow)] != r.flow {
+            if let id = flowIDs[r.flow] {
+                flow = Int32(id)
+            } else {
+                flow = Int32(flows.count)
+                flowIDs[r.flow] = UInt32(flow)
+                flows.append(r.flow)
+            }
+            flowCache[slot] = flow
         }
         let hop = HopKey(from: r.from, to: r.to)
-        if hopIDs[hop] == nil {
-            hopIDs[hop] = UInt32(hopIDs.count)
-            newHops.append(hop)
+        if lastHop < 0 || hops[Int(lastHop)] != hop {
+            if let id = hopIDs[hop] {
+                lastHop = Int32(id)
+            } else {
+                lastHop = Int32(hops.count)
+                hopIDs[hop] = UInt32(lastHop)
+                hops.append(hop)
+            }
         }
-        pending.append(r)
+        pending.records.append(r)
+        pending.flowIDs.append(UInt32(flow))
+        pending.hopIDs.append(UInt32(lastHop))
+    }
+
+    /// What was added since the last call, with the dictionary entries it added,
+    /// ready to encode (on any thread), and resets.
+    mutating func takeChunk() -> RecordChunk {
+        var chunk = pending
+        chunk.newFlows = Array(flows[newFlowsFrom...])
+        chunk.newHops = Array(hops[newHopsFrom...])
+        newFlowsFrom = flows.count
+        newHopsFrom = hops.count
+        pending = RecordChunk()
+        pending.records.reserveCapacity(chunk.records.count)
+        pending.flowIDs.reserveCapacity(chunk.records.count)
+        pending.hopIDs.reserveCapacity(chunk.records.count)
+        return chunk
     }
 
     /// The chunk payload for what was added since the last call, and resets.
-    /// Records are stored in time order (the kernel hands them over per CPU), which
-    /// keeps the timestamp deltas small; analysis never depends on file order.
-    mutating func take() -> [UInt8] {
-        pending.sort { $0.timestampNs < $1.timestampNs }
+    mutating func take() -> [UInt8] { takeChunk().encoded() }
+}
+
+/// One chunk's records and the flow and hop ids they use, before encoding.
+struct RecordChunk: Sendable {
+    var records: [HopRecord] = []
+    var flowIDs: [UInt32] = []
+    var hopIDs: [UInt32] = []
+    var newFlows: [FlowKey] = []
+    var newHops: [HopKey] = []
+
+    /// The chunk payload. Records are stored in time order (the kernel hands them
+    /// over per CPU), which keeps the timestamp deltas small; analysis never
+    /// depends on file order.
+    func encoded() -> [UInt8] {
+        // sort an index, not the 100-byte records
+        let order = records.indices.sorted { records[$0].timestampNs < records[$1].timestampNs }
+        let pending = order.lazy.map { records[$0] }
         var w = ByteWriter()
+        w.bytes.reserveCapacity(records.count * 12 + newFlows.count * 40 + 64)
         w.varint(UInt64(pending.count))
         w.varint(UInt64(newFlows.count))
         for f in newFlows {
@@ -47,8 +98,8 @@ struct RecordEncoder {
             w.zigzag(ts &- last)
             last = ts
         }
-        for r in pending { w.varint(UInt64(flowIDs[r.flow]!)) }
-        for r in pending { w.varint(UInt64(hopIDs[HopKey(from: r.from, to: r.to)]!)) }
+        for i in order { w.varint(UInt64(flowIDs[i])) }
+        for i in order { w.varint(UInt64(hopIDs[i])) }
         for r in pending { w.varint(UInt64(r.forwardNs)) }
         for r in pending { w.varint(UInt64(r.qdiscNs)) }
         for r in pending { w.varint(UInt64(r.vethNs)) }
@@ -58,9 +109,6 @@ struct RecordEncoder {
         for r in pending { w.varint(UInt64(r.gsoSegments)) }
         for r in pending { w.varint(UInt64(r.cpu)) }
         for r in pending { w.varint(UInt64(r.hopIndex)) }
-        pending.removeAll(keepingCapacity: true)
-        newFlows.removeAll()
-        newHops.removeAll()
         return w.bytes
     }
 }

@@ -18,19 +18,35 @@ public struct RecordingEnd: Codable, Sendable {
 }
 
 /// Writes a recording. Chunks go out whole in one write each, at most a window (or
-/// 65,536 records) apart, so a crash loses at most the chunk being built. After a
-/// write error (a full disk) it stops writing and keeps the error; the file stays
-/// readable up to the last complete chunk.
-public final class RecordingWriter: RecordSink {
+/// 65,536 records) apart, so a crash loses at most the chunks being built and
+/// written. After a write error (a full disk) it stops writing and keeps the
+/// error; the file stays readable up to the last complete chunk.
+///
+/// Records are appended on the caller's thread (the drain thread: ids and copies
+/// only); encoding, compression and the write of each chunk run on a serial
+/// queue of their own, at most `chunksInFlight` behind, so a slow disk or a big
+/// chunk holds the caller back (and the kernel then counts lost records) rather
+/// than growing memory.
+public final class RecordingWriter: RecordSink, @unchecked Sendable {
     public let path: String
     private let fd: Int32
     private var encoder = RecordEncoder()
     private let windowNs: UInt64
     private var chunkStartNs: UInt64?
-    public private(set) var error: RecordingError?
-    public private(set) var bytesWritten: UInt64 = 0
     public private(set) var recordsWritten: UInt64 = 0
     private var closed = false
+    static let chunksInFlight = 2
+    private let io = DispatchQueue(label: "hoptrace.recording.io")
+    private let inFlight = DispatchSemaphore(value: RecordingWriter.chunksInFlight)
+    /// Guards `_error` and `_bytesWritten`, which the io queue sets.
+    private let lock = NSLock()
+    private var _error: RecordingError?
+    private var _bytesWritten: UInt64 = 0
+
+    /// The first write error, if any.
+    public var error: RecordingError? { lock.withLock { _error } }
+    /// Bytes in the file so far (chunks still being encoded not counted).
+    public var bytesWritten: UInt64 { lock.withLock { _bytesWritten } }
 
     /// Creates the file (mode 0600). An existing file is an error unless `force`.
     public init(path: String, metadata: RecordingMetadata, force: Bool = false) throws(RecordingError) {
@@ -56,7 +72,10 @@ public final class RecordingWriter: RecordSink {
         if let e = error { throw e }
     }
 
-    deinit { if !closed { Glibc.close(fd) } }
+    deinit {
+        io.sync {}
+        if !closed { Glibc.close(fd) }
+    }
 
     private func writeAll(_ bytes: [UInt8]) throws(RecordingError) {
         var off = 0
@@ -65,11 +84,21 @@ public final class RecordingWriter: RecordSink {
             if n < 0 {
                 if errno == EINTR { continue }
                 let e = RecordingError.io("writing \(path): \(String(cString: strerror(errno)))")
-                error = e
+                lock.withLock { if _error == nil { _error = e } }
                 throw e
             }
             off += n
-            bytesWritten += UInt64(n)
+            lock.withLock { _bytesWritten += UInt64(n) }
+        }
+    }
+
+    /// Writes a chunk on the io queue, after the ones queued before it.
+    private func enqueue(_ type: RecordingFormat.ChunkType, _ raw: @escaping @Sendable () -> [UInt8]) {
+        inFlight.wait()
+        io.async { [self] in
+            defer { inFlight.signal() }
+            guard error == nil else { return }
+            try? writeChunk(type, raw())
         }
     }
 
@@ -106,25 +135,30 @@ public final class RecordingWriter: RecordSink {
         }
     }
 
-    /// Writes the records gathered so far as a chunk.
+    /// Sends the records gathered so far off to be written as a chunk.
     public func flush() {
-        guard error == nil, encoder.count > 0 else { return }
-        try? writeChunk(.records, encoder.take())
+        guard encoder.count > 0, error == nil else { return }
+        let chunk = encoder.takeChunk()
+        enqueue(.records) { chunk.encoded() }
         chunkStartNs = nil
     }
+
+    /// Waits until every chunk sent off so far is in the file (or failed).
+    public func sync() { io.sync {} }
 
     /// Writes a status snapshot (once per window: the timeline's softirq load and counters).
     public func write(status: RecordingStatus) {
         guard error == nil, !closed else { return }
         flush()
-        if let json = try? JSONEncoder().encode(status) { try? writeChunk(.status, Array(json)) }
+        if let json = try? JSONEncoder().encode(status) { enqueue(.status) { Array(json) } }
     }
 
     /// Writes the end chunk and closes the file; throws the first write error, if any.
     public func finish(_ end: RecordingEnd) throws(RecordingError) {
         guard !closed else { return }
         flush()
-        if error == nil, let json = try? JSONEncoder().encode(end) { try? writeChunk(.end, Array(json)) }
+        if let json = try? JSONEncoder().encode(end) { enqueue(.end) { Array(json) } }
+        sync()
         closed = true
         fsync(fd)
         Glibc.close(fd)
