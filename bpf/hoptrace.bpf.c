@@ -38,7 +38,10 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 sample_every = 1;        /* follow 1 packet in N (1 = all) */
 const volatile __u64 min_latency_ns = 0;      /* emit hops whose total is at least this */
 const volatile __u64 wakeup_bytes = 1 << 20;  /* force a consumer wake-up past this backlog */
-const volatile __u64 max_state_age_ns = 1000000000ULL; /* older per-packet state is stale */
+/* Per-packet state untouched for longer is dead. Generous: a packet that waits
+ * a second in a starved backlog is the one a user looks for, and is still the
+ * same packet (validated by head, length and headers besides). */
+const volatile __u64 max_state_age_ns = 10000000000ULL;
 const volatile __u32 pkt_set_mask = 0; /* sets in `pkts` - 1 (a power of two - 1) */
 
 enum pkt_phase {
@@ -151,6 +154,15 @@ static __always_inline __u32 dev_netns(const struct net_device *dev)
 	return dev->nd_net.net->ns.inum;
 }
 
+/* Time from `then` to `now`, 0 if `then` is later: `then` may come from another
+ * CPU, whose clock read can be a little ahead of ours, or be written there after
+ * we read ours. Unsigned subtraction would make that 2^64 ns: a live packet taken
+ * for stale, a segment of 4 s. */
+static __always_inline __u64 elapsed(__u64 now, __u64 then)
+{
+	return now > then ? now - then : 0;
+}
+
 /* The key of an skb: its address as a number. The verifier forbids arithmetic
  * on kernel pointers (the hash below) but lets a privileged program subtract two
  * pointers, which yields a number: subtract the fixed address of a global. */
@@ -201,6 +213,13 @@ static __always_inline struct pkt_ref find(__u64 key)
 	return r;
 }
 
+/* Still has a segment to measure: inside a hop, or a TCP packet waiting to be
+ * read (its deliver segment). */
+static __always_inline int in_flight(const struct pkt *p)
+{
+	return p->phase != P_DONE && (p->phase != P_ARRIVED || p->flow.proto == IPPROTO_TCP_);
+}
+
 /* The packet's state if `skb` still names the packet that started it. */
 static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now, struct pkt_ref *ref)
 {
@@ -211,8 +230,13 @@ static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now, 
 	if (!r.set)
 		return NULL;
 	p = pkt_of(r);
-	if (p->head != (__u64)skb->head || now - *last_of(r) > max_state_age_ns) {
+	if (p->head != (__u64)skb->head) {
 		count(HT_CTR_STALE);
+		forget(r);
+		return NULL;
+	}
+	if (elapsed(now, *last_of(r)) > max_state_age_ns) {
+		count(in_flight(p) ? HT_CTR_EXPIRED : HT_CTR_STALE);
 		forget(r);
 		return NULL;
 	}
@@ -220,29 +244,55 @@ static __always_inline struct pkt *lookup(const struct sk_buff *skb, __u64 now, 
 	return p;
 }
 
-/* A way for a new packet in `key`'s set: a free or stale one, else the one
- * touched longest ago (a live packet: counted as evicted). */
+/* A way being filled by a claimer: it matches no skb, and no other claimer takes it. */
+#define WAY_CLAIMED 1
+/* Arrived, not TCP, idle this long: delivered (UDP frees its skbs unseen), nothing
+ * left to measure. */
+#define RESTING_NS 100000000ULL
+
+/* A way for a new packet in `key`'s set, taken for it (WAY_CLAIMED until the
+ * caller stores the key). In order: a free or dead way; a packet at rest (nothing
+ * left to measure), longest idle first; else the packet in flight touched longest
+ * ago, counted as evicted. The take is a compare-and-swap, so two CPUs never fill
+ * one way; the loser of a race does not follow its packet and counts it as
+ * evicted. */
 static __always_inline struct pkt_ref claim(__u64 key, __u64 now)
 {
 	struct pkt_ref r = { .set = set_of(key) };
-	__u64 oldest = 0;
+	__u64 best_idle = 0, seen = WAY_CLAIMED;
+	int best_class = 3;
 
 	if (!r.set)
 		return r;
 #pragma unroll
 	for (int w = 0; w < HT_PKT_WAYS; w++) {
-		__u64 idle = now - r.set->t_last[w];
+		__u64 k = r.set->skb[w];
+		__u64 idle = elapsed(now, r.set->t_last[w]);
+		int class;
 
-		if (!r.set->skb[w] || idle > max_state_age_ns) {
+		if (k == WAY_CLAIMED)
+			continue;
+		if (!k || idle > max_state_age_ns)
+			class = 0;
+		else if (idle > RESTING_NS && !in_flight(&r.set->way[w]))
+			class = 1;
+		else
+			class = 2;
+		if (class < best_class || (class == best_class && idle > best_idle)) {
+			best_class = class;
+			best_idle = idle;
 			r.w = w;
-			return r;
-		}
-		if (idle > oldest) {
-			oldest = idle;
-			r.w = w;
+			seen = k;
 		}
 	}
-	count(HT_CTR_EVICTED);
+	if (seen == WAY_CLAIMED ||
+	    __sync_val_compare_and_swap(&r.set->skb[r.w & (HT_PKT_WAYS - 1)], seen, WAY_CLAIMED) != seen) {
+		count(HT_CTR_EVICTED); /* every way being filled, or lost the race for this one */
+		r.set = NULL;
+		return r;
+	}
+	if (best_class == 2)
+		count(HT_CTR_EVICTED);
 	return r;
 }
 
@@ -316,16 +366,23 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	struct ht_flow_key flow = {};
 	struct pkt_ref r = find(key);
 	struct pkt *old = r.set ? pkt_of(r) : NULL, *p;
-	__u32 hash;
+	__u32 hash, netns = dev_netns(skb->dev);
 
 	/* at ingress, a packet we follow was received by netif_receive_skb a moment
 	 * ago, in the same call chain: skip the parse */
 	if (old && phase == P_ARRIVED && old->phase == P_ARRIVED && old->head == (__u64)skb->head &&
-	    now - old->t_start < JUST_RECEIVED_NS)
+	    elapsed(now, old->t_start) < JUST_RECEIVED_NS)
 		return;
 	hash = parse_flow(ctx, &flow);
+	/* The packet we follow, at a device of the namespace it is in (forwarded on,
+	 * or seen again at ingress)? A match of address, head and headers alone is not
+	 * enough: TCP retransmits a segment in a clone at the same address (the
+	 * fclone companion of the queued original), with the same head and sequence,
+	 * while the state of the first transmission still sits at the receiver. */
 	if (old) {
-		if (old->fp == hash && old->head == (__u64)skb->head && now - *last_of(r) <= max_state_age_ns) {
+		if (old->fp == hash && old->head == (__u64)skb->head && old->netns == netns &&
+		    (old->phase == P_NEW || old->phase == P_ARRIVED) &&
+		    elapsed(now, *last_of(r)) <= max_state_age_ns) {
 			*last_of(r) = now;
 			return;
 		}
@@ -351,7 +408,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p->fp = hash;
 	p->sent_netns = 0;
 	p->sent_ifindex = 0;
-	p->netns = dev_netns(skb->dev);
+	p->netns = netns;
 	p->ifindex = ctx->ifindex;
 	p->len = ctx->len;
 	p->forward_ns = 0;
@@ -439,7 +496,7 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 		return 0;
 	}
 	if (p->phase == P_ARRIVED) {
-		p->forward_ns = now - p->t_start;
+		p->forward_ns = elapsed(now, p->t_start);
 	} else {
 		p->forward_ns = 0;
 		p->t_start = now; /* hop 0 starts here: record ts + total is then the arrival */
@@ -506,13 +563,13 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 	ifindex = skb->dev->ifindex;
 	flags = p->flags;
 	if (p->phase == P_RX) {
-		veth = p->t_rx - p->t_xmit;
-		backlog = now - p->t_rx;
+		veth = elapsed(p->t_rx, p->t_xmit);
+		backlog = elapsed(now, p->t_rx);
 	} else {
 		flags |= HT_F_NO_RX;
-		backlog = now - p->t_xmit;
+		backlog = elapsed(now, p->t_xmit);
 	}
-	emit(p, HT_REC_HOP, p->netns, p->ifindex, netns, ifindex, p->t_xmit - p->t_queue, veth, backlog, 0, flags);
+	emit(p, HT_REC_HOP, p->netns, p->ifindex, netns, ifindex, elapsed(p->t_xmit, p->t_queue), veth, backlog, 0, flags);
 	p->sent_netns = p->netns;
 	p->sent_ifindex = p->ifindex;
 	p->netns = netns;
@@ -534,7 +591,7 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 
 	if (!p || p->phase != P_ARRIVED || p->hop_index == 0)
 		return 0;
-	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, p->netns, p->ifindex, 0, 0, 0, now - p->t_start, p->flags);
+	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, p->netns, p->ifindex, 0, 0, 0, elapsed(now, p->t_start), p->flags);
 	p->phase = P_DONE;
 	return 0;
 }

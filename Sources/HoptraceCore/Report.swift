@@ -13,20 +13,23 @@ public struct TracerCounters: Codable, Sendable, Equatable {
     /// Packets no longer followed because the per-packet table's set was full
     /// (`--max-packets` too small for the packets in flight).
     public var evicted: UInt64 = 0
+    /// Packets no longer followed because they sat untouched for longer than the
+    /// state's lifetime (10 s) on their way.
+    public var expired: UInt64 = 0
 
     public init() {}
 
     /// From the raw counter array, in ABI order.
     public init(raw: [UInt64]) {
         func at(_ i: Int) -> UInt64 { i < raw.count ? raw[i] : 0 }
-        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3); evicted = at(4)
+        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3); evicted = at(4); expired = at(5)
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, evicted
+        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, evicted, expired
     }
 
-    /// Recordings made before `evicted` existed decode with 0.
+    /// Recordings made before `evicted` and `expired` existed decode with 0.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         lost = try c.decode(UInt64.self, forKey: .lost)
@@ -34,6 +37,7 @@ public struct TracerCounters: Codable, Sendable, Equatable {
         belowMinimum = try c.decode(UInt64.self, forKey: .belowMinimum)
         stale = try c.decode(UInt64.self, forKey: .stale)
         evicted = try c.decodeIfPresent(UInt64.self, forKey: .evicted) ?? 0
+        expired = try c.decodeIfPresent(UInt64.self, forKey: .expired) ?? 0
     }
 }
 
@@ -258,6 +262,9 @@ extension Report {
             if let n = c.bpfNsPerPacket { s += " (\(String(format: "%.0f", n)) ns per packet followed)" }
             if c.bpfCPUPercent == nil { s += "; BPF run time not measured (--bpf-stats)" }
             line(s)
+        }
+        if counters.expired > 0 {
+            line("WARNING: \(counters.expired) packets stopped being followed after waiting over 10 s somewhere on their way")
         }
         if counters.evicted > 0 {
             line("WARNING: \(counters.evicted) packets stopped being followed (per-packet table full): raise --max-packets")

@@ -199,10 +199,16 @@ public enum Traffic {
     // MARK: - UDP
 
     /// Sends `count` datagrams with nobody bound to receive them on purpose (the
-    /// receiver may be absent or filtered: tests of drops).
-    public static func sendDatagrams(client: String, to address: String, port: UInt16, count: Int, size: Int = 100) throws {
+    /// receiver may be absent or filtered: tests of drops). `sendBufferBytes` lets
+    /// the datagrams wait in a slow qdisc without blocking the sender.
+    public static func sendDatagrams(client: String, to address: String, port: UInt16, count: Int, size: Int = 100,
+                                     sendBufferBytes: Int32? = nil) throws {
         let fd = try socketIn(client, type: Int32(SOCK_DGRAM.rawValue))
         defer { close(fd) }
+        if var bytes = sendBufferBytes,
+           setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            throw Failure(description: "setsockopt(SO_SNDBUFFORCE): \(errnoText())")
+        }
         var sa = ipv4(address, port: port)
         let buf = [UInt8](repeating: 0x44, count: size)
         for _ in 0..<count {
@@ -211,25 +217,6 @@ public enum Traffic {
             }
             guard n == size else { throw Failure(description: "sendto \(address):\(port): \(errnoText())") }
         }
-    }
-
-    /// A UDP socket bound in `netns` that nobody reads: datagrams sent to it stay
-    /// queued (up to `queueBytes`) until the caller closes the descriptor.
-    public static func unreadDatagramSocket(in netns: String, address: String, port: UInt16, queueBytes: Int32 = 64 << 20) throws -> Int32 {
-        let fd = try socketIn(netns, type: Int32(SOCK_DGRAM.rawValue))
-        var size = queueBytes
-        // SO_RCVBUFFORCE (root) passes net.core.rmem_max; the queue must not overflow into drops
-        guard setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-            close(fd)
-            throw Failure(description: "setsockopt(SO_RCVBUFFORCE): \(errnoText())")
-        }
-        do {
-            try bindListen(fd, address, port, listen: false)
-        } catch {
-            close(fd)
-            throw error
-        }
-        return fd
     }
 
     public struct DatagramResult: Sendable {

@@ -79,8 +79,9 @@ enum ht_counter {
 	HT_CTR_SAMPLED_OUT = 1, /* packets skipped by 1-in-N sampling */
 	HT_CTR_BELOW_MIN = 2,   /* hops not emitted: total below min_latency_ns */
 	HT_CTR_STALE = 3,       /* per-packet state found stale or reused and restarted */
-	HT_CTR_EVICTED = 4,     /* packets no longer followed: their state was pushed out of a full set */
-	HT_CTR_COUNT = 5,
+	HT_CTR_EVICTED = 4,     /* packets in flight no longer followed: state pushed out of a full set */
+	HT_CTR_EXPIRED = 5,     /* packets in flight no longer followed: untouched for max_state_age_ns */
+	HT_CTR_COUNT = 6,
 };
 
 /* Softirq accounting: kept in the kernel per CPU (a record per softirq run would
