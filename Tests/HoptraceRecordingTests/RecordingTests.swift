@@ -63,6 +63,7 @@ func writeRecording(_ records: [HopRecord], to path: String, end: Bool = true) t
                                   durationSeconds: 10, softirq: .disabled))
     } else {
         w.flush()
+        w.sync()
     }
     return w
 }
@@ -93,6 +94,30 @@ final class RecordingTests: XCTestCase {
         let b = Report(aggregate: fromFile.aggregate, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
         XCTAssertEqual(a.json(), b.json())
         print("bytes per record (synthetic, random latencies): \(Double(writer.bytesWritten) / Double(records.count))")
+    }
+
+    /// A writer let go without `finish` (its owner crashed out of a loop, or forgot)
+    /// still writes what it sent off and leaves a file that reads up to its last
+    /// chunk, cut short; and being released from its own io queue (the last chunk's
+    /// block holding the last reference) must not trap.
+    func testWriterReleasedWithoutFinishLeavesReadableFile() throws {
+        let path = tempPath("released.hoptrace")
+        defer { unlink(path) }
+        let records = syntheticRecords(windows: 2, perWindow: 40_000)
+        do {
+            let w = try RecordingWriter(path: path, metadata: metadata())
+            for r in records { w.append(r) }
+            w.flush()
+        }
+        let expected = UInt64(records.count)
+        var contents: RecordingContents?
+        for _ in 0..<200 { // the io queue finishes on its own
+            usleep(10_000)
+            contents = try? RecordingReader.read(path: path) { _ in }
+            if contents?.records == expected { break }
+        }
+        XCTAssertEqual(contents?.records, expected)
+        XCTAssertNotNil(contents?.cutShort)
     }
 
     func testExistingFileIsNotOverwrittenWithoutForce() throws {
