@@ -77,6 +77,36 @@ struct ByteReader {
         return Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1)
     }
 
+    /// `n` varints that must each fit `T` and be at most `max`: a column, read in
+    /// one tight loop over the bytes (the bulk of reading a recording).
+    mutating func varints<T: FixedWidthInteger>(_ n: Int, as: T.Type, max: T = .max) throws(RecordingError) -> [T] {
+        var out = [T](repeating: 0, count: n)
+        var at = self.at
+        var problem: String?
+        let limit = UInt64(max)
+        bytes.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<n {
+                    var v: UInt64 = 0, shift: UInt64 = 0
+                    while true {
+                        guard at < b.count else { problem = "varint runs past the end of its chunk"; return }
+                        guard shift < 64 else { problem = "varint longer than 64 bits"; return }
+                        let byte = b[at]
+                        at += 1
+                        v |= UInt64(byte & 0x7f) << shift
+                        if byte < 0x80 { break }
+                        shift += 7
+                    }
+                    guard v <= limit else { problem = "value \(v) out of range"; return }
+                    o[i] = T(truncatingIfNeeded: v)
+                }
+            }
+        }
+        if let problem { throw .corrupt(problem) }
+        self.at = at
+        return out
+    }
+
     /// A varint that must fit `T` (a count or id), else the input is corrupt.
     mutating func varint<T: FixedWidthInteger>(as: T.Type, max: T = .max) throws(RecordingError) -> T {
         let v = try varint()

@@ -142,9 +142,7 @@ struct RecordDecoder {
             times[i] = ts
         }
         func column<T: FixedWidthInteger>(_: T.Type, max: T = .max) throws(RecordingError) -> [T] {
-            var out = [T](repeating: 0, count: n)
-            for i in 0..<n { out[i] = try r.varint(as: T.self, max: max) }
-            return out
+            try r.varints(n, as: T.self, max: max)
         }
         let flowIDs = try column(Int.self, max: max(0, flows.count - 1))
         let hopIDs = try column(Int.self, max: max(0, hops.count - 1))
