@@ -54,9 +54,9 @@ final class LabTraceTests: XCTestCase {
         // a, including those dropped on the way (and retransmitted). Exact when TCP
         // retransmitted nothing.
         // KNOWN DEFECT (open): when TCP retransmits (spurious retransmissions are
-        // common on veth under bulk load), in about one run in six a few whole GSO
-        // skbs (45 segments each, 0.02-0.1 % of the segments) miss their first hop with
-        // no counter saying so; until found, the trace may fall short of the kernel's
+        // common on veth under bulk load), in one run in five to ten a few whole skbs
+        // (18 to 720 segments in a run, at most 0.1 %) miss their first hop with no
+        // counter saying so; until found, the trace may fall short of the kernel's
         // count by at most 0.2 %, and must never exceed it.
         let tracedFromA = report.flows.filter { $0.proto == "tcp" && $0.source == a.address }.reduce(0) { $0 + $1.packets }
         let context = "traced from a: \(tracedFromA) TCP segments vs Tcp OutSegs+RetransSegs \(tcpSegmentsFromA) "
