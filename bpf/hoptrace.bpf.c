@@ -366,7 +366,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	struct ht_flow_key flow = {};
 	struct pkt_ref r = find(key);
 	struct pkt *old = r.set ? pkt_of(r) : NULL, *p;
-	__u32 hash, netns = dev_netns(skb->dev);
+	__u32 hash, netns;
 
 	/* at ingress, a packet we follow was received by netif_receive_skb a moment
 	 * ago, in the same call chain: skip the parse */
@@ -374,6 +374,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	    elapsed(now, old->t_start) < JUST_RECEIVED_NS)
 		return;
 	hash = parse_flow(ctx, &flow);
+	netns = dev_netns(skb->dev);
 	/* The packet we follow, at a device of the namespace it is in (forwarded on,
 	 * or seen again at ingress)? A match of address, head and headers alone is not
 	 * enough: TCP retransmits a segment in a clone at the same address (the
@@ -683,6 +684,16 @@ static __always_inline __u32 sirq_bucket(__u64 v)
 	return b < HT_SIRQ_BUCKETS ? b : HT_SIRQ_BUCKETS - 1;
 }
 
+/* One more duration `d` into a count, a sum, a maximum and a histogram. */
+static __always_inline void tally(__u64 *n, __u64 *sum, __u64 *max, __u32 *hist, __u64 d)
+{
+	(*n)++;
+	*sum += d;
+	if (d > *max)
+		*max = d;
+	hist[sirq_bucket(d)]++;
+}
+
 /* This CPU's softirq value and the vector index, or NULL for other vectors. */
 static __always_inline struct ht_softirq_cpu *sirq_this_cpu(unsigned int vec, __u32 *i)
 {
@@ -723,13 +734,7 @@ int BPF_PROG(ht_softirq_entry, unsigned int vec)
 	now = bpf_ktime_get_ns();
 	c->entered_at[i & 1] = now;
 	if (c->raised_at[i & 1]) {
-		__u64 d = now - c->raised_at[i & 1];
-
-		st->delays++;
-		st->delay_ns += d;
-		if (d > st->max_delay_ns)
-			st->max_delay_ns = d;
-		st->delay_hist[sirq_bucket(d)]++;
+		tally(&st->delays, &st->delay_ns, &st->max_delay_ns, st->delay_hist, now - c->raised_at[i & 1]);
 		c->raised_at[i & 1] = 0;
 	}
 	/* run by a ksoftirqd thread, not on interrupt exit or bh enable: a kernel
@@ -755,11 +760,7 @@ int BPF_PROG(ht_softirq_exit, unsigned int vec)
 	st = &c->vec[i & 1];
 	d = bpf_ktime_get_ns() - c->entered_at[i & 1];
 	c->entered_at[i & 1] = 0;
-	st->runs++;
-	st->run_ns += d;
-	if (d > st->max_run_ns)
-		st->max_run_ns = d;
-	st->run_hist[sirq_bucket(d)]++;
+	tally(&st->runs, &st->run_ns, &st->max_run_ns, st->run_hist, d);
 	if (c->in_ksoftirqd[i & 1]) {
 		st->ksoftirqd_runs++;
 		st->ksoftirqd_ns += d;

@@ -58,23 +58,23 @@ struct ByteReader {
         UInt64(try u32()) | UInt64(try u32()) << 32
     }
 
+    /// The varint at `at` in `b`, advancing `at`; nil (and why) when malformed.
     @inline(__always)
-    mutating func varint() throws(RecordingError) -> UInt64 {
+    static func varint(_ b: UnsafeBufferPointer<UInt8>, _ at: inout Int, _ problem: inout String?) -> UInt64? {
         var v: UInt64 = 0, shift: UInt64 = 0
         while true {
-            guard at < bytes.count else { throw .corrupt("varint runs past the end of its chunk") }
-            let b = bytes[at]
+            guard at < b.count else { problem = "varint runs past the end of its chunk"; return nil }
+            guard shift < 64 else { problem = "varint longer than 64 bits"; return nil }
+            let byte = b[at]
             at += 1
-            guard shift < 64 else { throw .corrupt("varint longer than 64 bits") }
-            v |= UInt64(b & 0x7f) << shift
-            if b < 0x80 { return v }
+            v |= UInt64(byte & 0x7f) << shift
+            if byte < 0x80 { return v }
             shift += 7
         }
     }
 
-    mutating func zigzag() throws(RecordingError) -> Int64 {
-        let u = try varint()
-        return Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1)
+    mutating func varint() throws(RecordingError) -> UInt64 {
+        try varints(1, as: UInt64.self)[0]
     }
 
     /// `n` varints that must each fit `T` and be at most `max`: a column, read in
@@ -87,18 +87,29 @@ struct ByteReader {
         bytes.withUnsafeBufferPointer { b in
             out.withUnsafeMutableBufferPointer { o in
                 for i in 0..<n {
-                    var v: UInt64 = 0, shift: UInt64 = 0
-                    while true {
-                        guard at < b.count else { problem = "varint runs past the end of its chunk"; return }
-                        guard shift < 64 else { problem = "varint longer than 64 bits"; return }
-                        let byte = b[at]
-                        at += 1
-                        v |= UInt64(byte & 0x7f) << shift
-                        if byte < 0x80 { break }
-                        shift += 7
-                    }
+                    guard let v = Self.varint(b, &at, &problem) else { return }
                     guard v <= limit else { problem = "value \(v) out of range"; return }
                     o[i] = T(truncatingIfNeeded: v)
+                }
+            }
+        }
+        if let problem { throw .corrupt(problem) }
+        self.at = at
+        return out
+    }
+
+    /// `n` timestamps stored as zigzag deltas, the first from `first`, in one loop.
+    mutating func deltaColumn(_ n: Int, from first: UInt64) throws(RecordingError) -> [UInt64] {
+        var out = [UInt64](repeating: 0, count: n)
+        var at = self.at
+        var problem: String?
+        var ts = Int64(bitPattern: first)
+        bytes.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<n {
+                    guard let u = Self.varint(b, &at, &problem) else { return }
+                    ts &+= Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1)
+                    o[i] = UInt64(bitPattern: ts)
                 }
             }
         }

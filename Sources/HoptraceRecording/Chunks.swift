@@ -60,9 +60,6 @@ struct RecordEncoder {
         pending.hopIDs.reserveCapacity(chunk.records.count)
         return chunk
     }
-
-    /// The chunk payload for what was added since the last call, and resets.
-    mutating func take() -> [UInt8] { takeChunk().encoded() }
 }
 
 /// One chunk's records and the flow and hop ids they use, before encoding.
@@ -134,13 +131,9 @@ struct RecordDecoder {
             let a = try r.u32(), b = try r.u32(), c = try r.u32(), d = try r.u32()
             hops.append(HopKey(from: Endpoint(netns: a, ifindex: b), to: Endpoint(netns: c, ifindex: d)))
         }
-        var ts = try r.u64()
+        let first = try r.u64()
         let kindFlags = Array(try r.take(n))
-        var times = [UInt64](repeating: 0, count: n)
-        for i in 0..<n {
-            ts = UInt64(bitPattern: Int64(bitPattern: ts) &+ (try r.zigzag()))
-            times[i] = ts
-        }
+        let times = try r.deltaColumn(n, from: first)
         func column<T: FixedWidthInteger>(_: T.Type, max: T = .max) throws(RecordingError) -> [T] {
             try r.varints(n, as: T.self, max: max)
         }
