@@ -140,13 +140,18 @@ struct {
 
 extern void *bpf_cast_to_kern_ctx(void *) __ksym;
 
-static __always_inline void count(int idx)
+static __always_inline void count_n(int idx, __u64 n)
 {
 	__u32 zero = 0;
 	struct counters *c = bpf_map_lookup_elem(&counters, &zero);
 
 	if (c && idx >= 0 && idx < HT_CTR_COUNT)
-		c->v[idx]++;
+		c->v[idx] += n;
+}
+
+static __always_inline void count(int idx)
+{
+	count_n(idx, 1);
 }
 
 static __always_inline __u32 dev_netns(const struct net_device *dev)
@@ -218,6 +223,26 @@ static __always_inline struct pkt_ref find(__u64 key)
 static __always_inline int in_flight(const struct pkt *p)
 {
 	return p->phase != P_DONE && (p->phase != P_ARRIVED || p->flow.proto == IPPROTO_TCP_);
+}
+
+/* Inside a hop: queued, sent or received by the peer, not yet arrived. */
+static __always_inline int in_hop(const struct pkt *p)
+{
+	return p->phase == P_QUEUED || p->phase == P_XMIT || p->phase == P_RX;
+}
+
+/* A hop of the packet we follow that cannot be measured: the packet turned up
+ * further on with the hop's tracepoints not run for it (the kernel does not
+ * always run tracepoint programs: on some machines NET_RX work done on top of
+ * certain tasks runs none of them, while tcx programs and ftrace still see the
+ * packet), or ended mid-hop (cut into segments in software, redirected). Counted
+ * in wire packets; a first hop never recorded is counted here instead of in its
+ * flow, so a flow's count is never short by more than this. */
+static __always_inline void hop_unseen(struct pkt *p)
+{
+	count_n(HT_CTR_UNSEEN, p->gso_segs);
+	p->flags &= ~HT_F_FIRST_HOP;
+	p->hop_index++;
 }
 
 /* The packet's state if `skb` still names the packet that started it. */
@@ -367,6 +392,8 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	struct pkt_ref r = find(key);
 	struct pkt *old = r.set ? pkt_of(r) : NULL, *p;
 	__u32 hash, netns;
+	__u16 hop_index = 0;
+	__u8 flags = HT_F_FIRST_HOP, same;
 
 	/* at ingress, a packet we follow was received by netif_receive_skb a moment
 	 * ago, in the same call chain: skip the parse */
@@ -381,13 +408,20 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	 * fclone companion of the queued original), with the same head and sequence,
 	 * while the state of the first transmission still sits at the receiver. */
 	if (old) {
-		if (old->fp == hash && old->head == (__u64)skb->head && old->netns == netns &&
-		    (old->phase == P_NEW || old->phase == P_ARRIVED) &&
-		    elapsed(now, *last_of(r)) <= max_state_age_ns) {
+		same = old->fp == hash && old->head == (__u64)skb->head &&
+		       elapsed(now, *last_of(r)) <= max_state_age_ns;
+		if (same && old->netns == netns && (old->phase == P_NEW || old->phase == P_ARRIVED)) {
 			*last_of(r) = now;
 			return;
 		}
-		count(HT_CTR_STALE);
+		if (same && old->netns != netns && (old->phase == P_NEW || in_hop(old))) {
+			/* still the same packet, one hop further than we saw: follow it on */
+			hop_unseen(old);
+			flags = old->flags;
+			hop_index = old->hop_index;
+		} else {
+			count(HT_CTR_STALE);
+		}
 	}
 	if (sample_every > 1 && (hash >> 8) % sample_every != 0) {
 		count(HT_CTR_SAMPLED_OUT);
@@ -414,9 +448,9 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p->len = ctx->len;
 	p->forward_ns = 0;
 	p->gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
-	p->hop_index = 0;
+	p->hop_index = hop_index;
 	p->phase = phase;
-	p->flags = HT_F_FIRST_HOP | (flow.family == 6 ? HT_F_IPV6 : 0);
+	p->flags = (flags & HT_F_FIRST_HOP) | (flow.family == 6 ? HT_F_IPV6 : 0);
 	p->flow = flow;
 	*last_of(r) = now;
 	r.set->skb[r.w & (HT_PKT_WAYS - 1)] = key; /* last: the way is not this packet's until its fields are */
@@ -558,10 +592,17 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 	__u32 netns, ifindex, veth = 0, backlog;
 	__u8 flags;
 
-	if (!p || (p->phase != P_XMIT && p->phase != P_RX))
+	if (!p)
 		return 0;
 	netns = dev_netns(skb->dev);
 	ifindex = skb->dev->ifindex;
+	if ((p->phase == P_NEW || p->phase == P_QUEUED) && netns != p->netns) {
+		/* arrived, but its queue/xmit hooks did not run: the hop is lost */
+		hop_unseen(p);
+		goto arrived;
+	}
+	if (p->phase != P_XMIT && p->phase != P_RX)
+		return 0;
 	flags = p->flags;
 	if (p->phase == P_RX) {
 		veth = elapsed(p->t_rx, p->t_xmit);
@@ -571,14 +612,15 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 		backlog = elapsed(now, p->t_xmit);
 	}
 	emit(p, HT_REC_HOP, p->netns, p->ifindex, netns, ifindex, elapsed(p->t_xmit, p->t_queue), veth, backlog, 0, flags);
+	p->hop_index++;
+	p->flags &= ~HT_F_FIRST_HOP;
+arrived:
 	p->sent_netns = p->netns;
 	p->sent_ifindex = p->ifindex;
 	p->netns = netns;
 	p->ifindex = ifindex;
 	p->t_start = now;
 	p->forward_ns = 0;
-	p->hop_index++;
-	p->flags &= ~HT_F_FIRST_HOP;
 	p->phase = P_ARRIVED;
 	return 0;
 }
@@ -598,14 +640,21 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 }
 
 /* Every skb freed anywhere passes here: a set scan, and one store for packets
- * we follow. */
+ * we follow. A packet freed normally in the middle of a hop (its arrival never
+ * seen: segmented in software, redirected by another program, or its hooks not
+ * run) leaves that hop unmeasured: counted. */
 SEC("tp_btf/consume_skb")
 int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 {
 	struct pkt_ref r = find(skb_key(skb));
+	struct pkt *p;
 
-	if (r.set)
-		forget(r);
+	if (!r.set)
+		return 0;
+	p = pkt_of(r);
+	if (p->phase == P_NEW || in_hop(p))
+		hop_unseen(p);
+	forget(r);
 	return 0;
 }
 

@@ -4,7 +4,7 @@
 # when nothing is missing.
 set -euo pipefail
 pkgs=(libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 iperf3 sockperf util-linux
-      nftables bpftrace tcpdump python3-pip)
+      nftables bpftrace tcpdump ethtool python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

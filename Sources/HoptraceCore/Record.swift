@@ -224,12 +224,12 @@ public struct HopRecord: Sendable, Equatable {
     public var endNs: UInt64 { timestampNs + totalNs }
 }
 
-/// Decodes the kernel's `struct ht_hop_record` (ABI version 1) from raw bytes.
+/// Decodes the kernel's `struct ht_hop_record` from raw bytes.
 ///
 /// The offsets are this type's contract with `hoptrace_abi.h`; a test compares them
 /// with the C header so the two cannot drift apart silently.
 public enum RecordLayout {
-    public static let abiVersion = 2
+    public static let abiVersion = 3
     public static let size = 96
     public static let timestamp = 0
     public static let segments = 8

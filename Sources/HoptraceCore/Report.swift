@@ -16,20 +16,25 @@ public struct TracerCounters: Codable, Sendable, Equatable {
     /// Packets no longer followed because they sat untouched for longer than the
     /// state's lifetime (10 s) on their way.
     public var expired: UInt64 = 0
+    /// Wire packets one of whose hops was not measured: the skb followed went on
+    /// without the hop's tracepoints running for it, or ended mid-hop (cut into
+    /// segments in software, redirected). A first hop lost so is counted here and
+    /// not in its flow.
+    public var unseen: UInt64 = 0
 
     public init() {}
 
     /// From the raw counter array, in ABI order.
     public init(raw: [UInt64]) {
         func at(_ i: Int) -> UInt64 { i < raw.count ? raw[i] : 0 }
-        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3); evicted = at(4); expired = at(5)
+        lost = at(0); sampledOut = at(1); belowMinimum = at(2); stale = at(3); evicted = at(4); expired = at(5); unseen = at(6)
     }
 
     enum CodingKeys: String, CodingKey {
-        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, evicted, expired
+        case lost, sampledOut = "sampled_out", belowMinimum = "below_minimum", stale, evicted, expired, unseen
     }
 
-    /// Recordings made before `evicted` and `expired` existed decode with 0.
+    /// Recordings made before `evicted`, `expired` and `unseen` existed decode with 0.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         lost = try c.decode(UInt64.self, forKey: .lost)
@@ -38,6 +43,7 @@ public struct TracerCounters: Codable, Sendable, Equatable {
         stale = try c.decode(UInt64.self, forKey: .stale)
         evicted = try c.decodeIfPresent(UInt64.self, forKey: .evicted) ?? 0
         expired = try c.decodeIfPresent(UInt64.self, forKey: .expired) ?? 0
+        unseen = try c.decodeIfPresent(UInt64.self, forKey: .unseen) ?? 0
     }
 }
 
@@ -268,6 +274,10 @@ extension Report {
         }
         if counters.evicted > 0 {
             line("WARNING: \(counters.evicted) packets stopped being followed (per-packet table full): raise --max-packets")
+        }
+        if counters.unseen > 0 {
+            line("WARNING: \(counters.unseen) packets had a hop that could not be measured (cut into segments "
+                 + "in software, redirected, or tracepoints not run): first hops among them are missing from flow counts")
         }
         if lostEvents > 0 {
             line("WARNING: \(lostEvents) records were lost (ring buffer full): latencies are from the rest")

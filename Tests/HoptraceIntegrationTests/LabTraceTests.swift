@@ -49,25 +49,22 @@ final class LabTraceTests: XCTestCase {
         XCTAssertEqual(udp?.sent, 2000)
         XCTAssertEqual(udp?.received, 2000)
         let udpFlow = report.flows.first { $0.proto == "udp" && $0.source == a.address && $0.destinationPort == 9100 }
-        XCTAssertEqual(udpFlow?.packets, 2000, "\(report.flows.map { "\($0.flow) \($0.packets)" })")
-        // TCP: the segments a sent (its netns's counters) are the packets traced from
-        // a, including those dropped on the way (and retransmitted). Exact when TCP
-        // retransmitted nothing.
-        // KNOWN DEFECT (open): when TCP retransmits (spurious retransmissions are
-        // common on veth under bulk load), in one run in five to ten a few whole skbs
-        // (18 to 720 segments in a run, at most 0.1 %) miss their first hop with no
-        // counter saying so; until found, the trace may fall short of the kernel's
-        // count by at most 0.2 %, and must never exceed it.
+        // (short only by first hops the kernel ran no hooks for, counted as unseen; see below)
+        let udpTraced = udpFlow?.packets ?? 0
+        XCTAssertLessThanOrEqual(udpTraced, 2000)
+        XCTAssertLessThanOrEqual(2000 - min(udpTraced, 2000), report.counters.unseen,
+                                 "\(report.flows.map { "\($0.flow) \($0.packets)" })")
+        // TCP: the segments a sent (its netns's counters, retransmissions included) are
+        // the packets traced from a, including those dropped on the way. Exact, except
+        // for packets whose first hop the kernel ran no tracepoint hooks for (see the
+        // README's Limitations): those are counted as unseen, never as traced, so the
+        // trace is short by at most the unseen count, and exact when it is 0.
         let tracedFromA = report.flows.filter { $0.proto == "tcp" && $0.source == a.address }.reduce(0) { $0 + $1.packets }
         let context = "traced from a: \(tracedFromA) TCP segments vs Tcp OutSegs+RetransSegs \(tcpSegmentsFromA) "
             + "(\(retransmittedByA) retransmitted); counters \(report.counters)"
         print("count check: " + context)
-        if retransmittedByA == 0 {
-            XCTAssertEqual(tracedFromA, tcpSegmentsFromA, context)
-        } else {
-            XCTAssertLessThanOrEqual(tracedFromA, tcpSegmentsFromA, context)
-            XCTAssertLessThanOrEqual(tcpSegmentsFromA - min(tracedFromA, tcpSegmentsFromA), tcpSegmentsFromA / 500 + 1, context)
-        }
+        XCTAssertLessThanOrEqual(tracedFromA, tcpSegmentsFromA, context)
+        XCTAssertLessThanOrEqual(tcpSegmentsFromA - min(tracedFromA, tcpSegmentsFromA), report.counters.unseen, context)
         XCTAssertEqual(bulk?.bytesReceived, bulk?.bytesSent)
         XCTAssertGreaterThan(bulk?.bytesSent ?? 0, 0)
     }
@@ -91,6 +88,39 @@ final class LabTraceTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(report.counters.evicted, 4000 - 1024 - 100, report.text())
         XCTAssertLessThanOrEqual(report.counters.evicted, 4000 * 2, "at most one eviction per packet that starts being followed")
         XCTAssertTrue(report.text().contains("raise --max-packets"))
+    }
+
+    /// A hop hoptrace cannot measure is counted, never lost silently. With TSO off
+    /// on a's eth0 the kernel cuts TCP's GSO skbs into segments in software after
+    /// they were queued there: the skb we follow is freed mid-hop and its segments
+    /// are new skbs no hook of ours saw start. Every such wire packet is `unseen`
+    /// and missing from the a -> hub hop; the segments are followed from the hub's
+    /// next traced device on, as packets first seen there.
+    func testHopsCutShortBySoftwareSegmentationAreCountedUnseen() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        let a = lab.containers[0], b = lab.containers[1]
+        try Command.run(["ip", "netns", "exec", a.netns, "ethtool", "-K", "eth0", "tso", "off"])
+        var sent: UInt64 = 0
+        let (report, _) = try traceLab(lab) {
+            let before = try snmp(a.netns, "Tcp", "OutSegs") + snmp(a.netns, "Tcp", "RetransSegs")
+            let bulk = try Traffic.tcpBulk(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address,
+                                           port: 9120, seconds: 0.5)
+            XCTAssertEqual(bulk.bytesReceived, bulk.bytesSent)
+            usleep(300_000)
+            sent = try snmp(a.netns, "Tcp", "OutSegs") + snmp(a.netns, "Tcp", "RetransSegs") - before
+        }
+        let traced = report.flows.filter { $0.proto == "tcp" && $0.source == a.address }.reduce(0) { $0 + $1.packets }
+        let context = "traced \(traced) + unseen \(report.counters.unseen) vs sent \(sent)"
+        print("unseen check: " + context)
+        XCTAssertLessThanOrEqual(traced, sent, context)
+        XCTAssertLessThanOrEqual(sent - traced, report.counters.unseen, context)
+        XCTAssertGreaterThan(report.counters.unseen, sent / 2, "bulk data goes in GSO skbs, cut in software: " + context)
+        let firstHop = report.hop(a.netns + "/eth0", lab.hub + "/v0")?.packets ?? 0
+        XCTAssertLessThan(firstHop, sent / 2, "the segments' first hop is not measured (a -> hub: \(firstHop))")
+        let onward = report.hop(lab.hub + "/v1", b.netns + "/eth0")?.packets ?? 0
+        XCTAssertGreaterThanOrEqual(onward, sent * 9 / 10, "followed from the hub on: \(onward)")
+        XCTAssertTrue(report.text().contains("could not be measured"), report.text())
     }
 
     /// For request/response traffic, no packet's segments add up to more than the

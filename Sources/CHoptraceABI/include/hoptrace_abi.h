@@ -16,7 +16,7 @@
 #endif
 
 /* Bump on any change to a struct or enum below. */
-#define HT_ABI_VERSION 2
+#define HT_ABI_VERSION 3
 
 /* Segments of a hop, in the order a packet crosses them. */
 enum ht_segment {
@@ -81,7 +81,10 @@ enum ht_counter {
 	HT_CTR_STALE = 3,       /* per-packet state found stale or reused and restarted */
 	HT_CTR_EVICTED = 4,     /* packets in flight no longer followed: state pushed out of a full set */
 	HT_CTR_EXPIRED = 5,     /* packets in flight no longer followed: untouched for max_state_age_ns */
-	HT_CTR_COUNT = 6,
+	HT_CTR_UNSEEN = 6,      /* wire packets whose hop was not measured: the skb followed turned up
+	                         * further on without the hop's tracepoints having run for it, or
+	                         * ended mid-hop (segmented in software, redirected) */
+	HT_CTR_COUNT = 7,
 };
 
 /* Softirq accounting: kept in the kernel per CPU (a record per softirq run would
