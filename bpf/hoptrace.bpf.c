@@ -640,9 +640,10 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 }
 
 /* Every skb freed anywhere passes here: a set scan, and one store for packets
- * we follow. A packet freed normally in the middle of a hop (its arrival never
- * seen: segmented in software, redirected by another program, or its hooks not
- * run) leaves that hop unmeasured: counted. */
+ * we follow. One freed normally after its hop started but before the device
+ * sent it (cut into segments in software, redirected by another program, or its
+ * hooks not run) leaves that hop unmeasured: counted. One freed after the send
+ * left through a device whose other side we do not see (a NIC: the node). */
 SEC("tp_btf/consume_skb")
 int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 {
@@ -652,7 +653,7 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 	if (!r.set)
 		return 0;
 	p = pkt_of(r);
-	if (p->phase == P_NEW || in_hop(p))
+	if (p->phase == P_NEW || p->phase == P_QUEUED)
 		hop_unseen(p);
 	forget(r);
 	return 0;
