@@ -43,6 +43,10 @@ const volatile __u64 wakeup_bytes = 1 << 20;  /* force a consumer wake-up past t
  * same packet (validated by head, length and headers besides). */
 const volatile __u64 max_state_age_ns = 10000000000ULL;
 const volatile __u32 pkt_set_mask = 0; /* sets in `pkts` - 1 (a power of two - 1) */
+/* Benchmarks: every program returns at once, so `make bench` can tell the cost of
+ * the hooks themselves (tracepoint and tcx dispatch) from the work done in them.
+ * Read-only: at 0 the verifier drops the test from the loaded programs. */
+const volatile __u32 hooks_only = 0;
 
 enum pkt_phase {
 	P_NEW = 0,     /* tracking just started at a tcx egress: next queue starts hop 0 */
@@ -498,6 +502,8 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 from_netns, __u
 SEC("tc")
 int ht_tcx_egress(struct __sk_buff *ctx)
 {
+	if (hooks_only)
+		return TCX_NEXT;
 	track(ctx, P_NEW);
 	return TCX_NEXT; /* never alter or drop traffic */
 }
@@ -507,6 +513,8 @@ int ht_tcx_egress(struct __sk_buff *ctx)
 SEC("tc")
 int ht_tcx_ingress(struct __sk_buff *ctx)
 {
+	if (hooks_only)
+		return TCX_NEXT;
 	track(ctx, P_ARRIVED);
 	return TCX_NEXT;
 }
@@ -514,6 +522,8 @@ int ht_tcx_ingress(struct __sk_buff *ctx)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 {
+	if (hooks_only)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt_ref r;
 	struct pkt *p = lookup(skb, now, &r);
@@ -545,6 +555,8 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(ht_net_dev_start_xmit, const struct sk_buff *skb, const struct net_device *dev)
 {
+	if (hooks_only)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt_ref r;
 	struct pkt *p = lookup(skb, now, &r);
@@ -571,6 +583,8 @@ static __always_inline void on_rx(const struct sk_buff *skb)
 SEC("tp_btf/netif_rx")
 int BPF_PROG(ht_netif_rx, struct sk_buff *skb)
 {
+	if (hooks_only)
+		return 0;
 	on_rx(skb);
 	return 0;
 }
@@ -579,6 +593,8 @@ int BPF_PROG(ht_netif_rx, struct sk_buff *skb)
 SEC("tp_btf/napi_gro_receive_entry")
 int BPF_PROG(ht_napi_gro_receive_entry, const struct sk_buff *skb)
 {
+	if (hooks_only)
+		return 0;
 	on_rx(skb);
 	return 0;
 }
@@ -586,6 +602,8 @@ int BPF_PROG(ht_napi_gro_receive_entry, const struct sk_buff *skb)
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 {
+	if (hooks_only)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt_ref r;
 	struct pkt *p = lookup(skb, now, &r);
@@ -628,6 +646,8 @@ arrived:
 SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 {
+	if (hooks_only)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt_ref r;
 	struct pkt *p = lookup(skb, now, &r);
@@ -647,6 +667,8 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 SEC("tp_btf/consume_skb")
 int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 {
+	if (hooks_only)
+		return 0;
 	struct pkt_ref r = find(skb_key(skb));
 	struct pkt *p;
 
@@ -665,6 +687,8 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
+	if (hooks_only)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	struct pkt_ref r;
 	struct pkt *p = lookup(skb, now, &r);
@@ -758,6 +782,8 @@ static __always_inline struct ht_softirq_cpu *sirq_this_cpu(unsigned int vec, __
 SEC("tp_btf/softirq_raise")
 int BPF_PROG(ht_softirq_raise, unsigned int vec)
 {
+	if (hooks_only)
+		return 0;
 	__u32 i;
 	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 
@@ -772,6 +798,8 @@ int BPF_PROG(ht_softirq_raise, unsigned int vec)
 SEC("tp_btf/softirq_entry")
 int BPF_PROG(ht_softirq_entry, unsigned int vec)
 {
+	if (hooks_only)
+		return 0;
 	__u32 i;
 	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 	struct ht_softirq_stats *st;
@@ -800,6 +828,8 @@ int BPF_PROG(ht_softirq_entry, unsigned int vec)
 SEC("tp_btf/softirq_exit")
 int BPF_PROG(ht_softirq_exit, unsigned int vec)
 {
+	if (hooks_only)
+		return 0;
 	__u32 i;
 	struct ht_softirq_cpu *c = sirq_this_cpu(vec, &i);
 	struct ht_softirq_stats *st;
@@ -821,6 +851,8 @@ int BPF_PROG(ht_softirq_exit, unsigned int vec)
 SEC("tp_btf/napi_poll")
 int BPF_PROG(ht_napi_poll, struct napi_struct *napi, int work, int budget)
 {
+	if (hooks_only)
+		return 0;
 	__u32 i;
 	struct ht_softirq_cpu *c = sirq_this_cpu(NET_RX_SOFTIRQ, &i);
 	struct ht_softirq_stats *st;

@@ -200,6 +200,7 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	}
 	t->skel->rodata->sample_every = knobs->sample_every ? knobs->sample_every : 1;
 	t->skel->rodata->min_latency_ns = knobs->min_latency_ns;
+	t->skel->rodata->hooks_only = knobs->hooks_only;
 	if (knobs->wakeup_bytes)
 		t->skel->rodata->wakeup_bytes = knobs->wakeup_bytes;
 	if (knobs->max_state_age_ns)

@@ -53,6 +53,10 @@ public struct TracerOptions: Sendable {
     public var runTimeStats = true
     /// Trace NET_RX/NET_TX softirqs and NAPI polls (cost per softirq run, none when off).
     public var softirq = true
+    /// Benchmarks only: every program returns as soon as it is called, so the cost
+    /// of the hooks themselves (tracepoint and tcx dispatch) can be measured apart
+    /// from the work done in them. Nothing is traced.
+    public var hooksOnly = false
 
     public enum AttachMode: Int32, Sendable, CaseIterable {
         case auto = 0, tcx = 1, clsact = 2
@@ -87,7 +91,8 @@ public final class Tracer: @unchecked Sendable {
         }
         var knobs = ht_knobs(sample_every: options.sampleEvery, max_packets: options.maxPackets,
                              min_latency_ns: options.minLatencyNs, wakeup_bytes: options.wakeupBytes,
-                             max_state_age_ns: 0, ring_bytes: options.ringBytes, pad: 0)
+                             max_state_age_ns: 0, ring_bytes: options.ringBytes,
+                             hooks_only: options.hooksOnly ? 1 : 0)
         var err = ht_error()
         var h: OpaquePointer?
         try Self.check(ht_open(&knobs, &h, &err), err, "loading the BPF programs")

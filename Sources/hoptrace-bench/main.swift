@@ -192,49 +192,54 @@ final class LiveCount: @unchecked Sendable {
     }
 }
 
-say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
-let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
-var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
-                               "swift_aggregate_only_ns_per_record": (try aggregateOnlyNsPerRecord(rounds: repeats) * 10).rounded() / 10,
-                               "swift_ns_per_record": (swift.perRecordNs * 10).rounded() / 10,
-                               "ring_bytes_per_record": RecordLayout.size + 8]
-if let out = try? Command.run([cConsumer, String(repeats), "60000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
-    consumer["c_records_per_second"] = c.rounded()
-    consumer["swift_vs_c"] = (swift.rate / c * 1000).rounded() / 1000
-} else {
-    say("no C consumer at \(cConsumer): build it with 'make bench'")
-}
-say("consumer, live: producer flat out on one CPU, consumer on the other, \(repeats) runs of 2 s")
-var liveSwift: [Double] = [], liveC: [Double] = [], liveLost: UInt64 = 0
-for _ in 0..<repeats {
-    let s = try swiftLiveRate(seconds: 2)
-    liveSwift.append(s.rate)
-    liveLost += s.lost
-    if let out = try? Command.run([cConsumer, "live", "2"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
-        liveC.append(c)
+/// `--overhead-only`: just the traffic overhead of tracing (throughput and latency,
+/// traced and hooks only, against untraced), for quick before/after checks.
+let overheadOnly = args.contains("--overhead-only")
+if !overheadOnly {
+    say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
+    let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
+    var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
+                                   "swift_aggregate_only_ns_per_record": (try aggregateOnlyNsPerRecord(rounds: repeats) * 10).rounded() / 10,
+                                   "swift_ns_per_record": (swift.perRecordNs * 10).rounded() / 10,
+                                   "ring_bytes_per_record": RecordLayout.size + 8]
+    if let out = try? Command.run([cConsumer, String(repeats), "60000"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        consumer["c_records_per_second"] = c.rounded()
+        consumer["swift_vs_c"] = (swift.rate / c * 1000).rounded() / 1000
+    } else {
+        say("no C consumer at \(cConsumer): build it with 'make bench'")
     }
-}
-say("consumer, live, recording to a file as well, \(repeats) runs of 2 s")
-var liveRecording: [Double] = [], liveRecordingLost: UInt64 = 0
-for _ in 0..<repeats {
-    let path = NSTemporaryDirectory() + "hoptrace-bench-live-\(getpid()).hoptrace"
-    defer { unlink(path) }
-    let s = try swiftLiveRate(seconds: 2, recordTo: path)
-    liveRecording.append(s.rate)
-    liveRecordingLost += s.lost
-}
-consumer["live_recording_records_per_second"] = median(liveRecording).rounded()
-consumer["live_recording_lost_records"] = liveRecordingLost
-consumer["live_swift_records_per_second"] = median(liveSwift).rounded()
-consumer["live_swift_lost_records"] = liveLost
-if !liveC.isEmpty {
-    consumer["live_c_records_per_second"] = median(liveC).rounded()
-    consumer["live_swift_vs_c"] = (median(liveSwift) / median(liveC) * 1000).rounded() / 1000
-}
-results["consumer"] = consumer
-if args.contains("--consumer-only") {
-    print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
-    exit(0)
+    say("consumer, live: producer flat out on one CPU, consumer on the other, \(repeats) runs of 2 s")
+    var liveSwift: [Double] = [], liveC: [Double] = [], liveLost: UInt64 = 0
+    for _ in 0..<repeats {
+        let s = try swiftLiveRate(seconds: 2)
+        liveSwift.append(s.rate)
+        liveLost += s.lost
+        if let out = try? Command.run([cConsumer, "live", "2"]), let c = Double(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            liveC.append(c)
+        }
+    }
+    say("consumer, live, recording to a file as well, \(repeats) runs of 2 s")
+    var liveRecording: [Double] = [], liveRecordingLost: UInt64 = 0
+    for _ in 0..<repeats {
+        let path = NSTemporaryDirectory() + "hoptrace-bench-live-\(getpid()).hoptrace"
+        defer { unlink(path) }
+        let s = try swiftLiveRate(seconds: 2, recordTo: path)
+        liveRecording.append(s.rate)
+        liveRecordingLost += s.lost
+    }
+    consumer["live_recording_records_per_second"] = median(liveRecording).rounded()
+    consumer["live_recording_lost_records"] = liveRecordingLost
+    consumer["live_swift_records_per_second"] = median(liveSwift).rounded()
+    consumer["live_swift_lost_records"] = liveLost
+    if !liveC.isEmpty {
+        consumer["live_c_records_per_second"] = median(liveC).rounded()
+        consumer["live_swift_vs_c"] = (median(liveSwift) / median(liveC) * 1000).rounded() / 1000
+    }
+    results["consumer"] = consumer
+    if args.contains("--consumer-only") {
+        print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+        exit(0)
+    }
 }
 
 // MARK: traffic overhead in a lab
@@ -276,10 +281,13 @@ func sockperfP50() throws -> Double {
 }
 
 /// Runs `body` traced by hoptrace; returns its result and the BPF cost figures.
-func traced<T>(stats: Bool = false, softirq: Bool = true, _ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
+/// `hooksOnly`: every program attached but returning at once (the hooks' own cost).
+func traced<T>(stats: Bool = false, softirq: Bool = true, hooksOnly: Bool = false,
+               _ body: () throws -> T) throws -> (T, Report, [Tracer.ProgramStats]) {
     var options = TracerOptions()
     options.runTimeStats = stats
     options.softirq = softirq
+    options.hooksOnly = hooksOnly
     let session = try TraceSession(devices: lab.devices, options: options, names: names)
     session.start()
     let value = try body()
@@ -288,14 +296,33 @@ func traced<T>(stats: Bool = false, softirq: Bool = true, _ body: () throws -> T
     return (value, report, stats)
 }
 
-say("throughput: iperf3 TCP a->b, untraced vs traced, \(repeats) pairs of \(Int(seconds)) s (BPF run-time stats off)")
-var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = []
+say("throughput: iperf3 TCP a->b, untraced vs traced vs hooks only, \(repeats) rounds of \(Int(seconds)) s (BPF run-time stats off)")
+var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = [], hooksRatios: [Double] = []
 var lostBulk: UInt64 = 0
-for _ in 0..<repeats {
-    let u = try iperf()
-    let (t, report, _) = try traced { try iperf() }
-    plain.append(u); withTrace.append(t); ratios.append(t / u)
-    lostBulk += report.lostEvents
+/// Runs the three variants of a round in an order that rotates from round to round:
+/// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
+func rotated<T>(_ round: Int, untraced: () throws -> T, traced: () throws -> T,
+                hooksOnly: () throws -> T) rethrows -> (untraced: T, traced: T, hooksOnly: T) {
+    var u: T?, t: T?, h: T?
+    for i in 0..<3 {
+        switch (round + i) % 3 {
+        case 0: u = try untraced()
+        case 1: t = try traced()
+        default: h = try hooksOnly()
+        }
+    }
+    return (u!, t!, h!)
+}
+for round in 0..<repeats {
+    var report: Report?
+    let r = try rotated(round, untraced: { try iperf() }, traced: {
+        let (t, rep, _) = try traced { try iperf() }
+        report = rep
+        return t
+    }, hooksOnly: { try traced(hooksOnly: true) { try iperf() }.0 })
+    plain.append(r.untraced); withTrace.append(r.traced)
+    ratios.append(r.traced / r.untraced); hooksRatios.append(r.hooksOnly / r.untraced)
+    lostBulk += report?.lostEvents ?? 0
 }
 /// CPU time (all CPUs, from /proc/stat, in seconds) the node spends during `body`.
 func cpuSeconds(_ body: () throws -> Void) throws -> Double {
@@ -328,7 +355,7 @@ func cpuPerGbit(rate: String) throws -> Double {
 
 say("cpu cost: iperf3 at 3 Gbit/s, CPU seconds per Gbit, untraced vs traced, \(repeats) pairs")
 var cpuRatios: [Double] = [], cpuPlain: [Double] = []
-for _ in 0..<repeats {
+for _ in 0..<(overheadOnly ? 0 : repeats) {
     let u = try cpuPerGbit(rate: "3G")
     let (t, _, _) = try traced { try cpuPerGbit(rate: "3G") }
     cpuPlain.append(u)
@@ -337,7 +364,7 @@ for _ in 0..<repeats {
 
 say("softirq tracing: iperf3 traced with softirq on vs off, \(repeats) pairs")
 var softirqRatios: [Double] = []
-for _ in 0..<repeats {
+for _ in 0..<(overheadOnly ? 0 : repeats) {
     let (off, _, _) = try traced(softirq: false) { try iperf() }
     let (on, _, _) = try traced(softirq: true) { try iperf() }
     softirqRatios.append(on / off)
@@ -345,7 +372,7 @@ for _ in 0..<repeats {
 say("bpf_stats: ns per program run and per packet, \(repeats) traced iperf3 runs with run-time stats on")
 var bpfPerPacketBulk: [Double] = [], statsRatios: [Double] = []
 var perProgram: [String: (runs: UInt64, ns: UInt64)] = [:]
-for _ in 0..<repeats {
+for _ in 0..<(overheadOnly ? 0 : repeats) {
     let u = try iperf()
     let (t, report, stats) = try traced(stats: true) { try iperf() }
     statsRatios.append(t / u)
@@ -354,27 +381,38 @@ for _ in 0..<repeats {
 }
 results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": median(withTrace),
                          "traced_vs_untraced": (median(ratios) * 1000).rounded() / 1000, "lost_records": lostBulk,
+                         "hooks_only_vs_untraced": (median(hooksRatios) * 1000).rounded() / 1000,
                          "bpf_ns_per_packet_with_stats": median(bpfPerPacketBulk).rounded(),
                          "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000,
                          "softirq_on_vs_off": (median(softirqRatios) * 1000).rounded() / 1000,
                          "cpu_s_per_gbit_untraced_at_3g": (median(cpuPlain) * 1000).rounded() / 1000,
                          "cpu_per_gbit_traced_vs_untraced_at_3g": (median(cpuRatios) * 1000).rounded() / 1000]
+if overheadOnly { say("throughput: traced \(median(ratios)), hooks only \(median(hooksRatios)) of untraced \(median(plain)) Gbit/s") }
 results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
     .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
 
-say("latency: sockperf UDP ping-pong a->b p50, untraced vs traced, \(repeats) pairs (run-time stats off)")
-var p50Plain: [Double] = [], p50Traced: [Double] = [], p50Delta: [Double] = [], bpfPerPacketRR: [Double] = []
-for _ in 0..<repeats {
-    let u = try sockperfP50()
-    let (t, _, _) = try traced { try sockperfP50() }
-    p50Plain.append(u); p50Traced.append(t); p50Delta.append(t - u)
+say("latency: sockperf UDP ping-pong a->b p50, untraced vs traced vs hooks only, \(repeats) rounds (run-time stats off)")
+var p50Plain: [Double] = [], p50Traced: [Double] = [], p50Delta: [Double] = [], p50HooksDelta: [Double] = []
+var bpfPerPacketRR: [Double] = []
+for round in 0..<repeats {
+    let r = try rotated(round, untraced: { try sockperfP50() }, traced: { try traced { try sockperfP50() }.0 },
+                        hooksOnly: { try traced(hooksOnly: true) { try sockperfP50() }.0 })
+    p50Plain.append(r.untraced); p50Traced.append(r.traced)
+    p50Delta.append(r.traced - r.untraced); p50HooksDelta.append(r.hooksOnly - r.untraced)
 }
-for _ in 0..<repeats {
+for _ in 0..<(overheadOnly ? 0 : repeats) {
     let (_, report, _) = try traced(stats: true) { try sockperfP50() }
     if let n = report.tracerCost?.bpfNsPerPacket { bpfPerPacketRR.append(n) }
 }
+if overheadOnly {
+    say("latency p50: untraced \(median(p50Plain)) us, traced +\(median(p50Delta)) us, hooks only +\(median(p50HooksDelta)) us")
+    sockperfServer.terminate() // exit() runs no defer
+    lab.teardown()
+    exit(0)
+}
 results["latency"] = ["untraced_p50_us": median(p50Plain), "traced_p50_us": median(p50Traced),
                       "traced_minus_untraced_p50_us": (median(p50Delta) * 100).rounded() / 100,
+                      "hooks_only_minus_untraced_p50_us": (median(p50HooksDelta) * 100).rounded() / 100,
                       "bpf_ns_per_packet_with_stats": median(bpfPerPacketRR).rounded()]
 
 // MARK: recordings: bytes per hop record vs tcpdump, read rate, recording at full rate

@@ -32,7 +32,7 @@ struct ht_knobs {
 	uint64_t wakeup_bytes;      /* force a consumer wake-up past this backlog */
 	uint64_t max_state_age_ns;  /* per-packet state older than this is stale */
 	uint32_t ring_bytes;        /* ring buffer budget, shared out into one ring per CPU (>= 1 MiB each) */
-	uint32_t pad;
+	uint32_t hooks_only;        /* benchmarks: every program returns at once (the hooks' own cost) */
 };
 
 enum ht_attach_mode {
