@@ -26,7 +26,7 @@ public struct Histogram: Sendable, Equatable {
         self.precisionBits = precisionBits
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func bucketIndex(_ value: UInt64) -> Int {
         let exact = UInt64(1) << precisionBits
         if value < exact { return Int(value) }
@@ -45,7 +45,7 @@ public struct Histogram: Sendable, Equatable {
         return (mantissa << UInt64(shift))...(((mantissa + 1) << UInt64(shift)) - 1)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func record(_ value: UInt64, count n: UInt64 = 1) {
         let i = bucketIndex(value)
         if i >= _counts.count { _counts.append(contentsOf: repeatElement(0, count: i + 1 - _counts.count)) }
