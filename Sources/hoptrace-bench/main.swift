@@ -353,13 +353,14 @@ func cpuPerGbit(rate: String) throws -> Double {
     return gbit > 0 ? cpu / gbit : .nan
 }
 
-say("cpu cost: iperf3 at 3 Gbit/s, CPU seconds per Gbit, untraced vs traced, \(repeats) pairs")
-var cpuRatios: [Double] = [], cpuPlain: [Double] = []
-for _ in 0..<(overheadOnly ? 0 : repeats) {
-    let u = try cpuPerGbit(rate: "3G")
-    let (t, _, _) = try traced { try cpuPerGbit(rate: "3G") }
-    cpuPlain.append(u)
-    cpuRatios.append(t / u)
+say("cpu cost: iperf3 at 3 Gbit/s, CPU seconds per Gbit, untraced vs traced vs hooks only, \(repeats) rounds")
+var cpuRatios: [Double] = [], cpuHooksRatios: [Double] = [], cpuPlain: [Double] = []
+for round in 0..<repeats {
+    let r = try rotated(round, untraced: { try cpuPerGbit(rate: "3G") }, traced: { try traced { try cpuPerGbit(rate: "3G") }.0 },
+                        hooksOnly: { try traced(hooksOnly: true) { try cpuPerGbit(rate: "3G") }.0 })
+    cpuPlain.append(r.untraced)
+    cpuRatios.append(r.traced / r.untraced)
+    cpuHooksRatios.append(r.hooksOnly / r.untraced)
 }
 
 say("softirq tracing: iperf3 traced with softirq on vs off, \(repeats) pairs")
@@ -386,8 +387,12 @@ results["throughput"] = ["untraced_gbit_s": median(plain), "traced_gbit_s": medi
                          "traced_with_stats_vs_untraced": (median(statsRatios) * 1000).rounded() / 1000,
                          "softirq_on_vs_off": (median(softirqRatios) * 1000).rounded() / 1000,
                          "cpu_s_per_gbit_untraced_at_3g": (median(cpuPlain) * 1000).rounded() / 1000,
-                         "cpu_per_gbit_traced_vs_untraced_at_3g": (median(cpuRatios) * 1000).rounded() / 1000]
-if overheadOnly { say("throughput: traced \(median(ratios)), hooks only \(median(hooksRatios)) of untraced \(median(plain)) Gbit/s") }
+                         "cpu_per_gbit_traced_vs_untraced_at_3g": (median(cpuRatios) * 1000).rounded() / 1000,
+                         "cpu_per_gbit_hooks_only_vs_untraced_at_3g": (median(cpuHooksRatios) * 1000).rounded() / 1000]
+if overheadOnly {
+    say("throughput: traced \(median(ratios)), hooks only \(median(hooksRatios)) of untraced \(median(plain)) Gbit/s")
+    say("cpu per Gbit at 3 Gbit/s: traced \(median(cpuRatios)), hooks only \(median(cpuHooksRatios)) of untraced")
+}
 results["bpf_ns_per_run"] = Dictionary(uniqueKeysWithValues: perProgram.filter { $0.value.runs > 0 }
     .map { ($0.key, (Double($0.value.ns) / Double($0.value.runs)).rounded()) })
 
