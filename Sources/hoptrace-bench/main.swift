@@ -290,6 +290,10 @@ func traced<T>(stats: Bool = false, softirq: Bool = true, hooksOnly: Bool = fals
     options.hooksOnly = hooksOnly
     let session = try TraceSession(devices: lab.devices, options: options, names: names)
     session.start()
+    // the kernel's own work after attaching (and after the previous session's
+    // teardown: programs, maps and rings freed in deferred work) must not land in
+    // the measurement
+    usleep(500_000)
     let value = try body()
     let stats = session.programStats()
     let report = try session.stop()
