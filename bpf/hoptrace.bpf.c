@@ -75,7 +75,8 @@ struct pkt {
 	__u16 hop_index;
 	__u8 phase;
 	__u8 flags;
-	__u8 pad[2];
+	__u8 traced_egress; /* this hop started at the tcx egress of a device we trace */
+	__u8 pad;
 	struct ht_flow_key flow;
 	__u8 pad3[8];
 };
@@ -415,6 +416,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 		same = old->fp == hash && old->head == (__u64)skb->head &&
 		       elapsed(now, *last_of(r)) <= max_state_age_ns;
 		if (same && old->netns == netns && (old->phase == P_NEW || old->phase == P_ARRIVED)) {
+			old->traced_egress = phase == P_NEW;
 			*last_of(r) = now;
 			return;
 		}
@@ -454,6 +456,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p->gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
 	p->hop_index = hop_index;
 	p->phase = phase;
+	p->traced_egress = phase == P_NEW;
 	p->flags = (flags & HT_F_FIRST_HOP) | (flow.family == 6 ? HT_F_IPV6 : 0);
 	p->flow = flow;
 	*last_of(r) = now;
@@ -639,6 +642,7 @@ arrived:
 	p->ifindex = ifindex;
 	p->t_start = now;
 	p->forward_ns = 0;
+	p->traced_egress = 0;
 	p->phase = P_ARRIVED;
 	return 0;
 }
@@ -660,10 +664,11 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 }
 
 /* Every skb freed anywhere passes here: a set scan, and one store for packets
- * we follow. One freed normally after its hop started but before the device
- * sent it (cut into segments in software, redirected by another program, or its
- * hooks not run) leaves that hop unmeasured: counted. One freed after the send
- * left through a device whose other side we do not see (a NIC: the node). */
+ * we follow. One freed normally after a traced device picked it up but before
+ * the device sent it (cut into segments in software, redirected by another
+ * program, or its hooks not run) leaves that hop unmeasured: counted. Not so one
+ * queued on a device we do not trace (a NIC cutting it up on its way out of the
+ * node), or one freed after the send: it left where we do not follow. */
 SEC("tp_btf/consume_skb")
 int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 {
@@ -675,7 +680,7 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 	if (!r.set)
 		return 0;
 	p = pkt_of(r);
-	if (p->phase == P_NEW || p->phase == P_QUEUED)
+	if (p->traced_egress && (p->phase == P_NEW || p->phase == P_QUEUED))
 		hop_unseen(p);
 	forget(r);
 	return 0;

@@ -112,9 +112,9 @@ extension Report {
 }
 
 /// A lab traced on all of its veth devices for the length of `body`.
-func traceLab(_ lab: Lab, keepRecords: Int = 0, options: TracerOptions = TracerOptions(),
+func traceLab(_ lab: Lab, devices: [DeviceSelection]? = nil, keepRecords: Int = 0, options: TracerOptions = TracerOptions(),
               _ body: () throws -> Void) throws -> (Report, [HopRecord]) {
-    let session = try TraceSession(devices: lab.devices, options: options, names: Discovery.topology().names,
+    let session = try TraceSession(devices: devices ?? lab.devices, options: options, names: Discovery.topology().names,
                                    topFlows: .max, keepRecords: keepRecords)
     session.start()
     do {
