@@ -50,6 +50,23 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(Set((flows[0]["hop"] as! [String: Any]).keys), summaryKeys)
     }
 
+    /// Counters come from the kernel's array in ABI order; recordings written before a
+    /// counter existed decode it as 0; the report says when hops were not measured.
+    func testCountersInABIOrderOldRecordingsAndUnseenWarning() throws {
+        let c = TracerCounters(raw: [1, 2, 3, 4, 5, 6, 7])
+        XCTAssertEqual([c.lost, c.sampledOut, c.belowMinimum, c.stale, c.evicted, c.expired, c.unseen], [1, 2, 3, 4, 5, 6, 7])
+        let old = try JSONDecoder().decode(TracerCounters.self,
+                                           from: Data(#"{"lost":1,"sampled_out":0,"below_minimum":0,"stale":2}"#.utf8))
+        XCTAssertEqual(old.unseen, 0)
+        XCTAssertEqual(old.expired, 0)
+        let json = try JSONSerialization.jsonObject(with: Data(sampleReport().json().utf8)) as! [String: Any]
+        XCTAssertNotNil((json["counters"] as? [String: Any])?["unseen"], "documented in docs/report-schema.md")
+        var report = sampleReport()
+        XCTAssertFalse(report.text().contains("could not be measured"))
+        report.counters.unseen = 45
+        XCTAssertTrue(report.text().contains("WARNING: 45 packets had a hop that could not be measured"), report.text())
+    }
+
     func testTextReport() {
         let text = sampleReport().text()
         XCTAssertTrue(text.contains("HOP web/eth0 -> host/veth9   (2000 packets)"), text)
