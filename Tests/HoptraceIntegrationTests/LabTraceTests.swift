@@ -126,7 +126,8 @@ final class LabTraceTests: XCTestCase {
     /// Cut into segments on a device hoptrace does not trace (like a NIC on the way
     /// out of the node) is not a lost hop: only a/eth0 and b/eth0 are traced, the
     /// hub's v1 cuts the GSO skbs it forwards. Nothing may be counted unseen for
-    /// them (the few skbs whose hooks the kernel skips stay far below).
+    /// them: were they counted, unseen would be about all the segments sent; the few
+    /// skbs whose hooks the kernel skips (README Limitations) stay far below a quarter.
     func testSegmentationOnAnUntracedDeviceIsNotUnseen() throws {
         let lab = try Lab(containers: 2)
         defer { lab.teardown() }
@@ -141,7 +142,7 @@ final class LabTraceTests: XCTestCase {
         }
         print("untraced segmentation: sent \(sent), counters \(report.counters)")
         XCTAssertGreaterThan(report.hop(a.netns + "/eth0", lab.hub + "/v0")?.packets ?? 0, sent / 2, report.text())
-        XCTAssertLessThan(report.counters.unseen, sent / 100, report.text())
+        XCTAssertLessThan(report.counters.unseen, sent / 4, report.text())
     }
 
     /// For request/response traffic, no packet's segments add up to more than the
