@@ -67,17 +67,19 @@ struct pkt {
 	__u32 fp;       /* fingerprint of the packet's headers (IP id, TCP seq / UDP checksum) */
 	__u32 sent_netns;   /* after arrival: where the last hop left from (for drops there) */
 	__u32 sent_ifindex;
-	__u32 pad2;
+	/* in the first cache line with head: every hook that finds the packet reads them,
+	 * and consume_skb reads nothing else */
+	__u8 phase;
+	__u8 flags;
+	__u8 traced_egress; /* this hop started at the tcx egress of a device we trace */
+	__u8 pad;
 	__u32 netns;    /* where the packet is: sending netns while in flight, arrival netns after */
 	__u32 ifindex;
 	__u32 len;
 	__u32 forward_ns;
 	__u16 gso_segs;
 	__u16 hop_index;
-	__u8 phase;
-	__u8 flags;
-	__u8 traced_egress; /* this hop started at the tcx egress of a device we trace */
-	__u8 pad;
+	__u8 pad2[4];
 	struct ht_flow_key flow;
 	__u8 pad3[8];
 };
@@ -98,6 +100,8 @@ struct pkt_set {
 };
 
 _Static_assert(sizeof(struct pkt) == 128 && sizeof(struct pkt_set) % 64 == 0, "sets span whole cache lines");
+_Static_assert(__builtin_offsetof(struct pkt, phase) < 64 && __builtin_offsetof(struct pkt, traced_egress) < 64,
+	       "phase and traced_egress share the first cache line with head");
 
 /* A packet's place in the table. */
 struct pkt_ref {
