@@ -34,20 +34,26 @@ public struct HopStats: Sendable {
         segments = Array(repeating: Histogram(), count: Segment.allCases.count)
     }
 
-    @inline(__always)
-    mutating func add(_ r: HopRecord) {
-        records += 1
-        packets += UInt64(r.gsoSegments)
-        segments[Segment.forward.rawValue].record(UInt64(r.forwardNs))
-        segments[Segment.qdisc.rawValue].record(UInt64(r.qdiscNs))
-        if !r.flags.contains(.noRx) { segments[Segment.veth.rawValue].record(UInt64(r.vethNs)) }
-        segments[Segment.backlog.rawValue].record(UInt64(r.backlogNs))
-        let cpu = Int(r.cpu)
-        if cpu >= backlogByCPU.count {
-            backlogByCPU.append(contentsOf: repeatElement(Histogram(precisionBits: 5), count: cpu + 1 - backlogByCPU.count))
+    /// Adds `rows` of `c`, hop records of this hop, a segment at a time.
+    mutating func add(_ c: RecordColumns, rows: ArraySlice<Int32>, gather: Gather) {
+        records += UInt64(rows.count)
+        for r in rows { packets += UInt64(c.gsoSegments[Int(r)]) }
+        gather.run(rows, into: &segments[Segment.forward.rawValue]) { UInt64(c.forwardNs[$0]) }
+        gather.run(rows, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
+        gather.run(rows, into: &segments[Segment.veth.rawValue], where: { !c.flags($0).contains(.noRx) }) {
+            UInt64(c.vethNs[$0])
         }
-        backlogByCPU[cpu].record(UInt64(r.backlogNs))
-        total.record(r.totalNs)
+        gather.run(rows, into: &segments[Segment.backlog.rawValue]) { UInt64(c.backlogNs[$0]) }
+        gather.run(rows, into: &total) { c.totalNs($0) }
+        let cpus = (rows.lazy.map { Int(c.cpu[Int($0)]) }.max() ?? 0) + 1
+        if cpus > backlogByCPU.count {
+            backlogByCPU.append(contentsOf: repeatElement(Histogram(precisionBits: 5), count: cpus - backlogByCPU.count))
+        }
+        let byCPU = RecordColumns.group(count: rows.count, keys: cpus) { Int(c.cpu[Int(rows[rows.startIndex + $0])]) }
+        for cpu in 0..<cpus where byCPU.starts[cpu] < byCPU.starts[cpu + 1] {
+            let positions = byCPU.rows[byCPU.starts[cpu]..<byCPU.starts[cpu + 1]]
+            gather.run(positions, into: &backlogByCPU[cpu]) { UInt64(c.backlogNs[Int(rows[rows.startIndex + $0])]) }
+        }
     }
 
     mutating func merge(_ o: HopStats) {
@@ -76,20 +82,24 @@ public struct FlowStats: Sendable {
 
     public init() {}
 
-    @inline(__always)
-    mutating func add(_ r: HopRecord) {
-        lastSeenNs = Swift.max(lastSeenNs, r.timestampNs)
-        if r.kind == .deliver { return }
-        if r.flags.contains(.firstHop) {
-            packets += UInt64(r.gsoSegments)
-            bytes += UInt64(r.length)
+    /// Adds `rows` of `c`, all of this flow.
+    mutating func add(_ c: RecordColumns, rows: ArraySlice<Int32>, gather: Gather) {
+        for r in rows {
+            let i = Int(r)
+            lastSeenNs = Swift.max(lastSeenNs, c.timestampNs[i])
+            let kind = c.kind(i)
+            if kind == .deliver { continue }
+            if c.flags(i).contains(.firstHop) {
+                packets += UInt64(c.gsoSegments[i])
+                bytes += UInt64(c.length[i])
+            }
+            if kind == .drop {
+                dropped += UInt64(c.gsoSegments[i])
+            } else {
+                hopRecords += 1
+            }
         }
-        if r.kind == .drop {
-            dropped += UInt64(r.gsoSegments)
-            return
-        }
-        hopRecords += 1
-        hopTotal.record(r.totalNs)
+        gather.run(rows, into: &hopTotal, where: { c.kind($0) == .hop }) { c.totalNs($0) }
     }
 
     mutating func merge(_ o: FlowStats) {
@@ -110,10 +120,10 @@ public struct FlowTable: Sendable {
     public private(set) var keys: [FlowKey] = []
     public private(set) var stats: [FlowStats] = []
     private var index: [FlowKey: Int] = [:]
-    /// Direct-mapped cache in front of `index` (slot from `FlowKey.mixed`): most
-    /// records hit it and skip hashing altogether.
-    private var cache = [Int32](repeating: -1, count: FlowTable.cacheSlots)
-    static let cacheSlots = 4096
+    /// Slots by the flows' ids in `numbering` (-1: not looked up yet): most records
+    /// find their flow's slot with one array read.
+    private var slotByID: [Int32] = []
+    private var numbering = 0
     /// Everything folded out of the table, and how many flows that was.
     public private(set) var folded = FlowStats()
     public private(set) var foldedFlows: UInt64 = 0
@@ -126,29 +136,56 @@ public struct FlowTable: Sendable {
 
     public var count: Int { keys.count }
 
-    @inline(__always)
-    public mutating func add(_ r: HopRecord) {
-        let slot = Int(truncatingIfNeeded: r.flow.mixed) & (Self.cacheSlots - 1)
-        let cached = Int(cache[slot])
-        if cached >= 0, keys[cached] == r.flow {
-            stats[cached].add(r)
-            return
+    public mutating func add(_ r: HopRecord) { add(RecordColumns([r])) }
+
+    public mutating func add(_ c: RecordColumns) {
+        if c.numbering == 0 || c.numbering != numbering {
+            numbering = c.numbering
+            slotByID.removeAll(keepingCapacity: true)
         }
-        if let i = index[r.flow] {
-            cache[slot] = Int32(i)
-            stats[i].add(r)
-            return
+        if slotByID.count < c.flows.count { slotByID.append(contentsOf: repeatElement(-1, count: c.flows.count - slotByID.count)) }
+        // by flow, as the rest: a flow's records in a batch are one run for its
+        // histogram (counted into place when the ids are few for the batch, else sorted)
+        let rows = c.flows.count <= 4 * c.count + 64
+            ? RecordColumns.group(count: c.count, keys: c.flows.count) { Int(c.flowIDs[$0]) }.rows
+            : (0..<Int32(c.count)).sorted { (c.flowIDs[Int($0)], $0) < (c.flowIDs[Int($1)], $1) }
+        let gather = Gather(capacity: c.count)
+        var start = 0
+        while start < rows.count {
+            let id = Int(c.flowIDs[Int(rows[start])])
+            var end = start + 1
+            while end < rows.count && Int(c.flowIDs[Int(rows[end])]) == id { end += 1 }
+            var slot = Int(slotByID[id])
+            if slot < 0 {
+                slot = self.slot(c.flows[id])
+                slotByID[id] = Int32(slot)
+            }
+            stats[slot].add(c, rows: rows[start..<end], gather: gather)
+            start = end
         }
+    }
+
+    /// The slot of `flow`, added if new (which may fold the idlest flows first).
+    private mutating func slot(_ flow: FlowKey) -> Int {
+        if let i = index[flow] { return i }
         if keys.count >= capacity { foldOldest() }
-        cache[slot] = Int32(keys.count)
-        index[r.flow] = keys.count
-        keys.append(r.flow)
-        var s = FlowStats()
-        s.add(r)
-        stats.append(s)
+        index[flow] = keys.count
+        keys.append(flow)
+        stats.append(FlowStats())
+        return keys.count - 1
     }
 
     public subscript(key: FlowKey) -> FlowStats? { index[key].map { stats[$0] } }
+
+    /// Adds another table's flows (a flow folded in one table and kept in the other
+    /// is counted in both `foldedFlows` and `count`).
+    public mutating func merge(_ o: FlowTable) {
+        for (k, s) in zip(o.keys, o.stats) {
+            stats[slot(k)].merge(s)
+        }
+        folded.merge(o.folded)
+        foldedFlows += o.foldedFlows
+    }
 
     private mutating func foldOldest() {
         let order = stats.indices.sorted { stats[$0].lastSeenNs > stats[$1].lastSeenNs }
@@ -169,7 +206,7 @@ public struct FlowTable: Sendable {
         stats = newStats
         index.removeAll(keepingCapacity: true)
         for (i, k) in keys.enumerated() { index[k] = i }
-        for i in cache.indices { cache[i] = -1 }
+        for i in slotByID.indices { slotByID[i] = -1 }
     }
 
     /// Bytes held by flow histograms, for the stated memory bound.
@@ -191,55 +228,123 @@ public struct TraceAggregate: Sendable {
     public private(set) var packetsFollowed: UInt64 = 0
     public private(set) var firstNs: UInt64 = .max
     public private(set) var lastNs: UInt64 = 0
-    private var lastHop = -1
+    /// Slots in `hops` by the hops' ids in `numbering` (-1: not looked up yet).
+    private var hopSlotByID: [Int32] = []
+    private var numbering = 0
+    /// Numbers the flows and hops of raw batches from the kernel.
+    private var kernelNumbering = RecordNumbering()
 
     public init(flowCapacity: Int = 10_000) {
         flows = FlowTable(capacity: flowCapacity)
     }
 
-    @inline(__always)
-    public mutating func add(_ r: HopRecord) {
-        records += 1
-        if r.flags.contains(.firstHop) { packetsFollowed += 1 }
-        if r.timestampNs < firstNs { firstNs = r.timestampNs }
-        if r.timestampNs > lastNs { lastNs = r.timestampNs }
-        flows.add(r)
-        switch r.kind {
-        case .deliver:
-            deliveries[r.to, default: Histogram()].record(UInt64(r.deliverNs))
-            return
-        case .drop:
-            drops[DropKey(hop: HopKey(from: r.from, to: r.to), reason: r.dropReason), default: 0] += UInt64(r.gsoSegments)
-            return
-        case .hop:
-            break
+    public mutating func add(_ r: HopRecord) { add(RecordColumns([r])) }
+
+    public mutating func add(_ c: RecordColumns) {
+        let n = c.count
+        guard n > 0 else { return }
+        if c.numbering == 0 || c.numbering != numbering {
+            numbering = c.numbering
+            hopSlotByID.removeAll(keepingCapacity: true)
         }
-        let key = HopKey(from: r.from, to: r.to)
-        // a node has few hops: a scan of them beats hashing; the dictionary is for many
-        if lastHop < 0 || hopKeys[lastHop] != key {
-            if hopKeys.count <= 32, let i = hopKeys.firstIndex(of: key) {
-                lastHop = i
-            } else if hopKeys.count > 32, let i = hopIndex[key] {
-                lastHop = i
-            } else {
-                lastHop = hops.count
-                hopIndex[key] = lastHop
-                hopKeys.append(key)
-                hops.append(HopStats())
+        records += UInt64(n)
+        for i in 0..<n {
+            if c.kindFlags[i] & HopRecord.Flags.firstHop.rawValue != 0 { packetsFollowed += 1 }
+            let ts = c.timestampNs[i]
+            if ts < firstNs { firstNs = ts }
+            if ts > lastNs { lastNs = ts }
+        }
+        flows.add(c)
+        let byHop = HopRows(c)
+        let gather = Gather(capacity: c.count)
+        for id in c.hops.indices {
+            let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
+            if !hopRows.isEmpty { hops[hopSlot(id, c)].add(c, rows: hopRows, gather: gather) }
+            if !deliveries.isEmpty {
+                gather.run(deliveries, into: &self.deliveries[c.hops[id].to, default: Histogram()]) { UInt64(c.lastSlot[$0]) }
             }
         }
-        hops[lastHop].add(r)
-    }
-
-    /// Decodes and adds every record in a batch of raw kernel records.
-    public mutating func add(batch raw: UnsafeRawBufferPointer) throws(RecordDecodingError) {
-        guard raw.count % RecordLayout.size == 0 else { throw .truncated(bytes: raw.count) }
-        var off = 0
-        while off < raw.count {
-            add(try HopRecord(decoding: raw, at: off))
-            off += RecordLayout.size
+        for r in byHop.drops {
+            let i = Int(r)
+            drops[DropKey(hop: c.hops[Int(c.hopIDs[i])], reason: c.lastSlot[i]), default: 0] += UInt64(c.gsoSegments[i])
         }
     }
 
+    /// The slot in `hops` of hop `id` of `c`, added if new.
+    private mutating func hopSlot(_ id: Int, _ c: RecordColumns) -> Int {
+        if id < hopSlotByID.count, hopSlotByID[id] >= 0 { return Int(hopSlotByID[id]) }
+        let key = c.hops[id]
+        let slot: Int
+        if let i = hopIndex[key] {
+            slot = i
+        } else {
+            slot = hops.count
+            hopIndex[key] = slot
+            hopKeys.append(key)
+            hops.append(HopStats())
+        }
+        if id >= hopSlotByID.count { hopSlotByID.append(contentsOf: repeatElement(-1, count: id + 1 - hopSlotByID.count)) }
+        hopSlotByID[id] = Int32(slot)
+        return slot
+    }
+
+    /// Decodes and adds every record in a batch of raw kernel records, handing each
+    /// to `each` as well (a live trace's recording). Batches from the kernel share a
+    /// numbering of flows and hops, started anew past `flowsNumbered` flows so its
+    /// tables stay bounded.
+    public mutating func add(batch raw: UnsafeRawBufferPointer,
+                             each: ((HopRecord) -> Void)? = nil) throws(RecordDecodingError) {
+        if kernelNumbering.flowCount > Self.flowsNumbered { kernelNumbering = RecordNumbering() }
+        let c = try RecordColumns(decoding: raw, numbering: &kernelNumbering)
+        if let each { for i in 0..<c.count { each(c[i]) } }
+        add(c)
+    }
+
+    static let flowsNumbered = 100_000
+
     public subscript(hop: HopKey) -> HopStats? { hopIndex[hop].map { hops[$0] } }
+
+    /// Adds what another aggregate saw (of other records: reading a file on several threads).
+    public mutating func merge(_ o: TraceAggregate) {
+        for (key, stats) in zip(o.hopKeys, o.hops) {
+            if let i = hopIndex[key] {
+                hops[i].merge(stats)
+            } else {
+                hopIndex[key] = hops.count
+                hopKeys.append(key)
+                hops.append(stats)
+            }
+        }
+        for (device, h) in o.deliveries { deliveries[device, default: Histogram()].merge(h) }
+        for (drop, n) in o.drops { drops[drop, default: 0] += n }
+        flows.merge(o.flows)
+        records += o.records
+        packetsFollowed += o.packetsFollowed
+        firstNs = min(firstNs, o.firstNs)
+        lastNs = max(lastNs, o.lastNs)
+    }
+}
+
+/// A batch's rows by hop: each hop's hop records and the deliveries at its device
+/// (both in row order), and the drops.
+public struct HopRows {
+    private let rows: [Int32]
+    private let starts: [Int]
+    private let hopCount: Int
+
+    public init(_ c: RecordColumns) {
+        let h = c.hops.count
+        hopCount = h
+        (rows, starts) = RecordColumns.group(count: c.count, keys: 2 * h + 1) { i in
+            switch c.kind(i) {
+            case .hop: 2 * Int(c.hopIDs[i])
+            case .deliver: 2 * Int(c.hopIDs[i]) + 1
+            case .drop: 2 * h
+            }
+        }
+    }
+
+    public func hops(_ id: Int) -> ArraySlice<Int32> { rows[starts[2 * id]..<starts[2 * id + 1]] }
+    public func deliveries(_ id: Int) -> ArraySlice<Int32> { rows[starts[2 * id + 1]..<starts[2 * id + 2]] }
+    public var drops: ArraySlice<Int32> { rows[starts[2 * hopCount]..<starts[2 * hopCount + 1]] }
 }

@@ -27,12 +27,16 @@ public struct Histogram: Sendable, Equatable {
     }
 
     @inlinable @inline(__always)
-    public func bucketIndex(_ value: UInt64) -> Int {
-        let exact = UInt64(1) << precisionBits
-        if value < exact { return Int(value) }
-        let msb = 63 - value.leadingZeroBitCount
-        let shift = msb - (precisionBits - 1)
-        return (shift << (precisionBits - 1)) + Int(value >> UInt64(shift))
+    public func bucketIndex(_ value: UInt64) -> Int { Self.bucketIndex(value, precisionBits: precisionBits) }
+
+    @inlinable @inline(__always)
+    static func bucketIndex(_ value: UInt64, precisionBits: Int) -> Int {
+        // wrapping operators: every shift is in 0..<64 here, and no check per value
+        // is left in the loops that record millions of them
+        if value < UInt64(1) &<< UInt64(precisionBits) { return Int(truncatingIfNeeded: value) }
+        let msb = 63 &- value.leadingZeroBitCount
+        let shift = msb &- (precisionBits &- 1)
+        return (shift &<< (precisionBits &- 1)) &+ Int(truncatingIfNeeded: value &>> UInt64(truncatingIfNeeded: shift))
     }
 
     /// The lowest and highest value that land in bucket `index`.
@@ -54,6 +58,30 @@ public struct Histogram: Sendable, Equatable {
         _sum &+= value &* n
         if value < _min { _min = value }
         if value > _max { _max = value }
+    }
+
+    /// Records a run of values: the counters grow once, for the largest, and are
+    /// then added to without a check per value (reading recordings, whole chunks).
+    @inlinable
+    public mutating func record(_ values: UnsafeBufferPointer<UInt64>) {
+        guard !values.isEmpty else { return }
+        var lo = UInt64.max, hi: UInt64 = 0, sum: UInt64 = 0
+        for v in values {
+            lo = Swift.min(lo, v)
+            hi = Swift.max(hi, v)
+            sum &+= v
+        }
+        let top = bucketIndex(hi)
+        if top >= _counts.count { _counts.append(contentsOf: repeatElement(0, count: top + 1 - _counts.count)) }
+        let bits = precisionBits
+        _counts.withUnsafeMutableBufferPointer { counts in
+            // every value's bucket is at most the largest value's: in bounds
+            for v in values { counts.baseAddress![Self.bucketIndex(v, precisionBits: bits)] &+= 1 }
+        }
+        _count &+= UInt64(values.count)
+        _sum &+= sum
+        if lo < _min { _min = lo }
+        if hi > _max { _max = hi }
     }
 
     public mutating func merge(_ other: Histogram) {

@@ -281,23 +281,15 @@ extension HopRecord {
         func u16(_ o: Int) -> UInt16 { raw.loadUnaligned(fromByteOffset: offset + o, as: UInt16.self) }
         func u8(_ o: Int) -> UInt8 { raw[offset + o] }
         guard let kind = Kind(rawValue: u8(L.kind)) else { throw .unknownKind(u8(L.kind), offset: offset) }
-        let f = offset + L.flow
         let lastSlot = u32(L.segments + 16)
+        let hop = HopKey(decoding: raw, at: offset)
         self.init(
             timestampNs: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self),
             forwardNs: u32(L.segments), qdiscNs: u32(L.segments + 4), vethNs: u32(L.segments + 8),
             backlogNs: u32(L.segments + 12), deliverNs: kind == .drop ? 0 : lastSlot,
-            dropReason: kind == .drop ? lastSlot : 0, length: u32(L.length),
-            from: Endpoint(netns: u32(L.fromNetns), ifindex: u32(L.fromIfindex)),
-            to: Endpoint(netns: u32(L.toNetns), ifindex: u32(L.toIfindex)),
+            dropReason: kind == .drop ? lastSlot : 0, length: u32(L.length), from: hop.from, to: hop.to,
             gsoSegments: u16(L.gsoSegments), kind: kind, flags: Flags(rawValue: u8(L.flags)),
-            cpu: u16(L.cpu), hopIndex: u16(L.hopIndex),
-            flow: FlowKey(
-                source: Self.bigEndianAddress(raw, f + L.flowSource),
-                destination: Self.bigEndianAddress(raw, f + L.flowDestination),
-                sourcePort: raw.loadUnaligned(fromByteOffset: f + L.flowSourcePort, as: UInt16.self),
-                destinationPort: raw.loadUnaligned(fromByteOffset: f + L.flowDestinationPort, as: UInt16.self),
-                proto: raw[f + L.flowProto], family: raw[f + L.flowFamily]))
+            cpu: u16(L.cpu), hopIndex: u16(L.hopIndex), flow: FlowKey(decoding: raw, at: offset))
     }
 
     /// Encodes in the kernel's layout; the inverse of `init(decoding:at:)` (tests, files).
@@ -328,5 +320,73 @@ extension HopRecord {
         raw[f + L.flowFamily] = flow.family
         raw[f + L.flowFamily + 1] = 0
         raw[f + L.flowFamily + 2] = 0
+    }
+}
+
+extension FlowKey {
+    /// The flow of the kernel record at `offset` in `raw`.
+    @inline(__always)
+    init(decoding raw: UnsafeRawBufferPointer, at offset: Int) {
+        typealias L = RecordLayout
+        let f = offset + L.flow
+        self.init(source: HopRecord.bigEndianAddress(raw, f + L.flowSource),
+                  destination: HopRecord.bigEndianAddress(raw, f + L.flowDestination),
+                  sourcePort: raw.loadUnaligned(fromByteOffset: f + L.flowSourcePort, as: UInt16.self),
+                  destinationPort: raw.loadUnaligned(fromByteOffset: f + L.flowDestinationPort, as: UInt16.self),
+                  proto: raw[f + L.flowProto], family: raw[f + L.flowFamily])
+    }
+}
+
+extension HopKey {
+    /// The hop of the kernel record at `offset` in `raw`.
+    @inline(__always)
+    init(decoding raw: UnsafeRawBufferPointer, at offset: Int) {
+        typealias L = RecordLayout
+        func u32(_ o: Int) -> UInt32 { raw.loadUnaligned(fromByteOffset: offset + o, as: UInt32.self) }
+        self.init(from: Endpoint(netns: u32(L.fromNetns), ifindex: u32(L.fromIfindex)),
+                  to: Endpoint(netns: u32(L.toNetns), ifindex: u32(L.toIfindex)))
+    }
+}
+
+extension RecordColumns {
+    /// Decodes a batch of raw kernel records column by column, numbering their
+    /// flows and hops in `numbering`.
+    public init(decoding raw: UnsafeRawBufferPointer, numbering: inout RecordNumbering) throws(RecordDecodingError) {
+        typealias L = RecordLayout
+        guard raw.count % L.size == 0 else { throw .truncated(bytes: raw.count) }
+        let n = raw.count / L.size
+        func column<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> [T] {
+            [T](unsafeUninitializedCapacity: n) { values, count in
+                for i in 0..<n { values[i] = raw.loadUnaligned(fromByteOffset: i &* L.size &+ offset, as: T.self) }
+                count = n
+            }
+        }
+        self.init()
+        kindFlags = [UInt8](unsafeUninitializedCapacity: n) { values, count in
+            for i in 0..<n { values[i] = raw[i &* L.size &+ L.kind] << 4 | raw[i &* L.size &+ L.flags] & 0x0f }
+            count = n
+        }
+        for i in 0..<n where HopRecord.Kind(rawValue: kindFlags[i] >> 4) == nil {
+            throw .unknownKind(raw[i * L.size + L.kind], offset: i * L.size)
+        }
+        timestampNs = column(L.timestamp, UInt64.self)
+        forwardNs = column(L.segments, UInt32.self)
+        qdiscNs = column(L.segments + 4, UInt32.self)
+        vethNs = column(L.segments + 8, UInt32.self)
+        backlogNs = column(L.segments + 12, UInt32.self)
+        lastSlot = column(L.segments + 16, UInt32.self)
+        length = column(L.length, UInt32.self)
+        gsoSegments = column(L.gsoSegments, UInt16.self)
+        cpu = column(L.cpu, UInt16.self)
+        hopIndex = column(L.hopIndex, UInt16.self)
+        flowIDs = [Int32](unsafeUninitializedCapacity: n) { values, count in
+            for i in 0..<n { values[i] = numbering.id(FlowKey(decoding: raw, at: i &* L.size)) }
+            count = n
+        }
+        hopIDs = [Int32](unsafeUninitializedCapacity: n) { values, count in
+            for i in 0..<n { values[i] = numbering.id(HopKey(decoding: raw, at: i &* L.size)) }
+            count = n
+        }
+        numbering.finish(&self)
     }
 }

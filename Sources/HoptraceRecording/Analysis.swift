@@ -8,48 +8,43 @@ public struct RecordedTrace: Sendable {
     public var aggregate: TraceAggregate
     public var windows: WindowedAggregate
 
-    /// Reads `path` in one pass. The whole-run aggregate and the windows are
-    /// independent: the aggregate is built on a second thread from batches of the
-    /// records this one decodes (and puts into windows), which nearly halves the
-    /// time a long recording takes to report.
-    public init(path: String, flowCapacity: Int = 10_000) throws(RecordingError) {
-        let handoff = RecordBatches()
-        let aggregated = Thread { [handoff] in
-            var aggregate = TraceAggregate(flowCapacity: flowCapacity)
-            while let batch = handoff.next() {
-                for r in batch { aggregate.add(r) }
-            }
-            handoff.finish(aggregate)
-        }
-        aggregated.start()
-        var windows: WindowedAggregate?
-        var start: UInt64 = 0, windowNs: UInt64 = 1_000_000_000
-        var batch: [HopRecord] = []
-        batch.reserveCapacity(RecordBatches.size)
+    /// Reads `path` in one pass. This thread reads and decodes the chunks; `threads`
+    /// others each add whole chunks to their own aggregate and windows, merged at the
+    /// end (the order records are added in changes nothing but which flows are folded
+    /// past `flowCapacity`).
+    public init(path: String, flowCapacity: Int = 10_000,
+                threads: Int = min(4, ProcessInfo.processInfo.activeProcessorCount)) throws(RecordingError) {
+        let queue = ChunkQueue(depth: 2 * max(1, threads))
+        var workers: [Thread] = []
+        let partials = Partials(max(1, threads))
         let contents: RecordingContents
         do {
-            contents = try RecordingReader.read(path: path) { r in
-                if windows == nil { windows = WindowedAggregate(windowNs: windowNs, startNs: start) }
-                windows!.add(r)
-                batch.append(r)
-                if batch.count == RecordBatches.size {
-                    handoff.put(batch)
-                    batch.removeAll(keepingCapacity: true)
-                }
+            contents = try RecordingReader.readChunks(path: path) { columns in
+                queue.put(columns)
             } metadataHook: { m in
-                start = m.startMonotonicNs
-                windowNs = m.windowNs
+                for w in 0..<max(1, threads) {
+                    let t = Thread { [queue, partials] in
+                        var aggregate = TraceAggregate(flowCapacity: flowCapacity)
+                        var windows = WindowedAggregate(windowNs: m.windowNs, startNs: m.startMonotonicNs)
+                        while let c = queue.next() {
+                            aggregate.add(c)
+                            windows.add(c)
+                        }
+                        partials.finish(w, aggregate, windows)
+                    }
+                    t.stackSize = 1 << 20
+                    workers.append(t)
+                    t.start()
+                }
             }
         } catch {
-            handoff.close()
-            _ = handoff.result()
+            queue.close()
+            if !workers.isEmpty { _ = partials.merged() }
             throw error
         }
-        handoff.put(batch)
-        handoff.close()
+        queue.close()
         self.contents = contents
-        self.aggregate = handoff.result()
-        self.windows = windows ?? WindowedAggregate(windowNs: contents.metadata.windowNs, startNs: contents.metadata.startMonotonicNs)
+        (aggregate, windows) = partials.merged()
     }
 
     /// The counters at the end, or at the last status before the recording was cut.
@@ -75,20 +70,21 @@ public struct RecordedTrace: Sendable {
     }
 }
 
-/// Batches of records from the reading thread to the aggregating one: at most
-/// `depth` waiting, so memory stays bounded whichever thread is slower.
-final class RecordBatches: @unchecked Sendable {
-    static let size = 16_384
-    static let depth = 4
+/// Decoded chunks from the reading thread to the aggregating ones: at most `depth`
+/// waiting, so memory stays bounded whichever side is slower.
+final class ChunkQueue: @unchecked Sendable {
+    private let depth: Int
     private let cond = NSCondition()
-    private var queue: [[HopRecord]] = []
+    private var queue: [RecordColumns] = []
+    private var head = 0
     private var closed = false
-    private var aggregate: TraceAggregate?
 
-    func put(_ batch: [HopRecord]) {
+    init(depth: Int) { self.depth = depth }
+
+    func put(_ chunk: RecordColumns) {
         cond.lock()
-        while queue.count >= Self.depth { cond.wait() }
-        queue.append(batch)
+        while queue.count - head >= depth { cond.wait() }
+        queue.append(chunk)
         cond.broadcast()
         cond.unlock()
     }
@@ -100,28 +96,48 @@ final class RecordBatches: @unchecked Sendable {
         cond.unlock()
     }
 
-    /// The next batch, or nil once closed and empty.
-    func next() -> [HopRecord]? {
+    /// The next chunk, or nil once closed and empty.
+    func next() -> RecordColumns? {
         cond.lock()
         defer { cond.unlock() }
-        while queue.isEmpty && !closed { cond.wait() }
-        if queue.isEmpty { return nil }
+        while queue.count == head && !closed { cond.wait() }
+        if queue.count == head { return nil }
+        let c = queue[head]
+        queue[head] = RecordColumns()
+        head += 1
+        if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
         cond.broadcast()
-        return queue.removeFirst()
+        return c
     }
+}
 
-    func finish(_ a: TraceAggregate) {
+/// What each aggregating thread built, merged once all are done.
+final class Partials: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var done: [(TraceAggregate, WindowedAggregate)?]
+
+    init(_ threads: Int) { done = Array(repeating: nil, count: threads) }
+
+    func finish(_ thread: Int, _ a: TraceAggregate, _ w: WindowedAggregate) {
         cond.lock()
-        aggregate = a
+        done[thread] = (a, w)
         cond.broadcast()
         cond.unlock()
     }
 
-    /// The aggregate, once the aggregating thread is done.
-    func result() -> TraceAggregate {
+    /// Waits for every thread, then merges in thread order.
+    func merged() -> (TraceAggregate, WindowedAggregate) {
         cond.lock()
-        defer { cond.unlock() }
-        while aggregate == nil { cond.wait() }
-        return aggregate!
+        while done.contains(where: { $0 == nil }) { cond.wait() }
+        let parts = done.map { $0! }
+        cond.unlock()
+        var (aggregate, windows) = parts[0]
+        // merging into empty windows also settles deliveries kept apart (see merge)
+        windows = WindowedAggregate(windowNs: windows.windowNs, startNs: windows.startNs)
+        for (i, (a, w)) in parts.enumerated() {
+            if i > 0 { aggregate.merge(a) }
+            windows.merge(w)
+        }
+        return (aggregate, windows)
     }
 }

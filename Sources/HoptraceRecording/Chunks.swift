@@ -114,8 +114,10 @@ struct RecordChunk: Sendable {
 struct RecordDecoder {
     private var flows: [FlowKey] = []
     private var hops: [HopKey] = []
+    /// A file's ids are one numbering: the aggregates cache slots by them.
+    private let numbering = RecordNumbering.unique()
 
-    mutating func decode(_ payload: [UInt8], _ body: (HopRecord) -> Void) throws(RecordingError) {
+    mutating func decode(_ payload: [UInt8]) throws(RecordingError) -> RecordColumns {
         var r = ByteReader(payload)
         // every record takes at least 14 bytes of columns: a count beyond that is corrupt
         let n = try r.varint(as: Int.self, max: payload.count / 14 + 1)
@@ -131,27 +133,30 @@ struct RecordDecoder {
             let a = try r.u32(), b = try r.u32(), c = try r.u32(), d = try r.u32()
             hops.append(HopKey(from: Endpoint(netns: a, ifindex: b), to: Endpoint(netns: c, ifindex: d)))
         }
+        guard n == 0 || (!flows.isEmpty && !hops.isEmpty) else { throw .corrupt("records without flows or hops") }
+        var c = RecordColumns()
+        c.numbering = numbering
         let first = try r.u64()
-        let kindFlags = Array(try r.take(n))
-        let times = try r.deltaColumn(n, from: first)
+        c.kindFlags = Array(try r.take(n))
+        for k in c.kindFlags where HopRecord.Kind(rawValue: k >> 4) == nil { throw .corrupt("unknown record kind") }
+        c.timestampNs = try r.deltaColumn(n, from: first)
         func column<T: FixedWidthInteger>(_: T.Type, max: T = .max) throws(RecordingError) -> [T] {
             try r.varints(n, as: T.self, max: max)
         }
-        let flowIDs = try column(Int.self, max: max(0, flows.count - 1))
-        let hopIDs = try column(Int.self, max: max(0, hops.count - 1))
-        let fwd = try column(UInt32.self), qd = try column(UInt32.self), ve = try column(UInt32.self)
-        let bl = try column(UInt32.self), last = try column(UInt32.self), len = try column(UInt32.self)
-        let gso = try column(UInt16.self), cpu = try column(UInt16.self), idx = try column(UInt16.self)
-        guard n == 0 || (!flows.isEmpty && !hops.isEmpty) else { throw .corrupt("records without flows or hops") }
-        for i in 0..<n {
-            guard let kind = HopRecord.Kind(rawValue: kindFlags[i] >> 4) else { throw .corrupt("unknown record kind") }
-            let hop = hops[hopIDs[i]]
-            body(HopRecord(timestampNs: times[i], forwardNs: fwd[i], qdiscNs: qd[i], vethNs: ve[i], backlogNs: bl[i],
-                           deliverNs: kind == .drop ? 0 : last[i], dropReason: kind == .drop ? last[i] : 0,
-                           length: len[i], from: hop.from, to: hop.to, gsoSegments: gso[i], kind: kind,
-                           flags: HopRecord.Flags(rawValue: kindFlags[i] & 0x0f), cpu: cpu[i], hopIndex: idx[i],
-                           flow: flows[flowIDs[i]]))
-        }
+        c.flowIDs = try column(Int32.self, max: Int32(clamping: max(0, flows.count - 1)))
+        c.hopIDs = try column(Int32.self, max: Int32(clamping: max(0, hops.count - 1)))
+        c.forwardNs = try column(UInt32.self)
+        c.qdiscNs = try column(UInt32.self)
+        c.vethNs = try column(UInt32.self)
+        c.backlogNs = try column(UInt32.self)
+        c.lastSlot = try column(UInt32.self)
+        c.length = try column(UInt32.self)
+        c.gsoSegments = try column(UInt16.self)
+        c.cpu = try column(UInt16.self)
+        c.hopIndex = try column(UInt16.self)
         guard r.remaining == 0 else { throw .corrupt("\(r.remaining) stray bytes after the records") }
+        c.flows = flows
+        c.hops = hops
+        return c
     }
 }

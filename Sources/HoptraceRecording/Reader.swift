@@ -21,6 +21,12 @@ public enum RecordingReader {
     /// `metadataHook` sees the metadata before the first record.
     public static func read(path: String, _ body: (HopRecord) -> Void,
                             metadataHook: (RecordingMetadata) -> Void = { _ in }) throws(RecordingError) -> RecordingContents {
+        try readChunks(path: path, { c in for i in 0..<c.count { body(c[i]) } }, metadataHook: metadataHook)
+    }
+
+    /// Reads `path`, handing each records chunk to `body` decoded into columns, in file order.
+    static func readChunks(path: String, _ body: (RecordColumns) -> Void,
+                           metadataHook: (RecordingMetadata) -> Void = { _ in }) throws(RecordingError) -> RecordingContents {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw .io("cannot open \(path): \(String(cString: strerror(errno)))")
         }
@@ -88,18 +94,14 @@ public enum RecordingReader {
                 contents.chunks += 1
                 switch type {
                 case .records:
-                    var n: UInt64 = 0
                     do throws(RecordingError) {
-                        try decoder.decode(payload) { r in
-                            n += 1
-                            body(r)
-                        }
+                        let columns = try decoder.decode(payload)
+                        contents.records += UInt64(columns.count)
+                        body(columns)
                     } catch {
-                        contents.records += n
                         contents.cutShort = error.description
                         return contents
                     }
-                    contents.records += n
                 case .status:
                     if let s = try? JSONDecoder().decode(RecordingStatus.self, from: Data(payload)) { contents.statuses.append(s) }
                 case .end:

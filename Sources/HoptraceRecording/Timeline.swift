@@ -18,6 +18,24 @@ public struct WindowedAggregate: Sendable {
         /// The smallest of `slowFlows`' maxima: a record must beat it to get in.
         var slowestFlowFloor: UInt64 = 0
 
+        /// Adds a run of hop records of this hop and window.
+        mutating func add(_ c: RecordColumns, _ run: ArraySlice<Int32>, gather: Gather) {
+            gather.run(run, into: &total) { c.totalNs($0) }
+            gather.run(run, into: &segments[Segment.forward.rawValue], where: { c.forwardNs[$0] > 0 }) {
+                UInt64(c.forwardNs[$0])
+            }
+            gather.run(run, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
+            gather.run(run, into: &segments[Segment.veth.rawValue], where: { !c.flags($0).contains(.noRx) }) {
+                UInt64(c.vethNs[$0])
+            }
+            gather.run(run, into: &segments[Segment.backlog.rawValue]) { UInt64(c.backlogNs[$0]) }
+            // the slowest flows, kept only when a record could be one of them
+            for r in run {
+                let i = Int(r), ns = c.totalNs(i)
+                if slowFlows.count < 3 || ns > slowestFlowFloor { keepSlow(c.flows[Int(c.flowIDs[i])], ns) }
+            }
+        }
+
         mutating func keepSlow(_ flow: FlowKey, _ ns: UInt64) {
             if let i = slowFlows.firstIndex(where: { $0.flow == flow }) {
                 slowFlows[i].maxNs = max(slowFlows[i].maxNs, ns)
@@ -48,41 +66,94 @@ public struct WindowedAggregate: Sendable {
     public func window(of ns: UInt64) -> Int { ns <= startNs ? 0 : Int((ns - startNs) / windowNs) }
 
     private mutating func hop(_ key: HopKey) -> Int {
-        if hopKeys.count <= 32, let i = hopKeys.firstIndex(of: key) { return i }
-        if hopKeys.count > 32, let i = hopIndex[key] { return i }
+        if let i = hopIndex[key] { return i }
         hopIndex[key] = hopKeys.count
         hopKeys.append(key)
         cells.append([])
         return hopKeys.count - 1
     }
 
-    public mutating func add(_ r: HopRecord) {
-        let w = window(of: r.timestampNs)
-        lastWindow = max(lastWindow, w)
-        if r.kind == .drop {
+    public mutating func add(_ r: HopRecord) { add(RecordColumns([r])) }
+
+    /// Adds a batch: each hop's records, a run of one window at a time (a recording's
+    /// chunks are in time order, so a hop's records in a chunk are a run or two).
+    public mutating func add(_ c: RecordColumns) {
+        let byHop = HopRows(c)
+        let gather = Gather(capacity: c.count)
+        for id in c.hops.indices {
+            let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
+            if !hopRows.isEmpty {
+                let h = hop(c.hops[id])
+                for (w, run) in windowRuns(hopRows, c, hop: h) { cells[h][w].add(c, run, gather: gather) }
+            }
+            if !deliveries.isEmpty {
+                // a delivery belongs to the hop that brought the packet to its device
+                // (its own key, from the device to itself, until that hop is seen)
+                let device = c.hops[id].to
+                let h = hopKeys.firstIndex { $0.to == device && $0.from != device } ?? hop(c.hops[id])
+                for (w, run) in windowRuns(deliveries, c, hop: h) {
+                    gather.run(run, into: &cells[h][w].segments[Segment.deliver.rawValue]) { UInt64(c.lastSlot[$0]) }
+                }
+            }
+        }
+        for r in byHop.drops {
+            let w = window(of: c.timestampNs[Int(r)])
+            lastWindow = max(lastWindow, w)
             if w >= drops.count { drops.append(contentsOf: repeatElement(0, count: w + 1 - drops.count)) }
-            drops[w] += UInt64(r.gsoSegments)
-            return
+            drops[w] += UInt64(c.gsoSegments[Int(r)])
         }
-        // a delivery belongs to the hop that brought the packet to its device
-        let key = r.kind == .deliver ? hopKeys.first { $0.to == r.to } ?? HopKey(from: r.from, to: r.to)
-            : HopKey(from: r.from, to: r.to)
-        let h = hop(key)
-        if w >= cells[h].count { cells[h].append(contentsOf: repeatElement(Cell(), count: w + 1 - cells[h].count)) }
-        if r.kind == .deliver {
-            cells[h][w].segments[Segment.deliver.rawValue].record(UInt64(r.deliverNs))
-            return
+    }
+
+    /// `rows` (of hop `h`) split into runs of the same window, `h`'s cells grown to hold them.
+    private mutating func windowRuns(_ rows: ArraySlice<Int32>, _ c: RecordColumns,
+                                     hop h: Int) -> [(window: Int, rows: ArraySlice<Int32>)] {
+        var runs: [(window: Int, rows: ArraySlice<Int32>)] = []
+        var start = rows.startIndex
+        while start < rows.endIndex {
+            let w = window(of: c.timestampNs[Int(rows[start])])
+            var end = start + 1
+            while end < rows.endIndex && window(of: c.timestampNs[Int(rows[end])]) == w { end += 1 }
+            runs.append((w, rows[start..<end]))
+            start = end
         }
-        let total = r.totalNs
-        cells[h][w].total.record(total)
-        if r.forwardNs > 0 { cells[h][w].segments[Segment.forward.rawValue].record(UInt64(r.forwardNs)) }
-        cells[h][w].segments[Segment.qdisc.rawValue].record(UInt64(r.qdiscNs))
-        if !r.flags.contains(.noRx) { cells[h][w].segments[Segment.veth.rawValue].record(UInt64(r.vethNs)) }
-        cells[h][w].segments[Segment.backlog.rawValue].record(UInt64(r.backlogNs))
-        // the slowest flows, kept only when this record could be one of them (the
-        // test allocates nothing: it runs for every record)
-        if cells[h][w].slowFlows.count < 3 || total > cells[h][w].slowestFlowFloor {
-            cells[h][w].keepSlow(r.flow, total)
+        let top = runs.lazy.map(\.window).max() ?? 0
+        lastWindow = max(lastWindow, top)
+        if top >= cells[h].count { cells[h].append(contentsOf: repeatElement(Cell(), count: top + 1 - cells[h].count)) }
+        return runs
+    }
+
+    /// Adds what another aggregate of the same windows saw (reading a file on several
+    /// threads). Deliveries one of them kept apart because the hop into their device
+    /// had not been seen yet there are moved to that hop.
+    public mutating func merge(_ o: WindowedAggregate) {
+        precondition(o.windowNs == windowNs && o.startNs == startNs, "merging windows of different runs")
+        for (key, cells) in zip(o.hopKeys, o.cells) {
+            let h = hop(key)
+            mergeCells(h, cells)
+        }
+        if o.drops.count > drops.count { drops.append(contentsOf: repeatElement(0, count: o.drops.count - drops.count)) }
+        for (w, n) in o.drops.enumerated() { drops[w] += n }
+        lastWindow = max(lastWindow, o.lastWindow)
+        // a delivery record's hop is from its device to itself (no real hop is)
+        for (i, key) in hopKeys.enumerated().reversed() where key.from == key.to {
+            guard let into = hopKeys.firstIndex(where: { $0.to == key.to && $0.from != $0.to }) else { continue }
+            mergeCells(into, cells[i])
+            hopKeys.remove(at: i)
+            cells.remove(at: i)
+            hopIndex = Dictionary(uniqueKeysWithValues: hopKeys.enumerated().map { ($1, $0) })
+        }
+    }
+
+    private mutating func mergeCells(_ h: Int, _ other: [Cell]) {
+        if other.count > cells[h].count {
+            cells[h].append(contentsOf: repeatElement(Cell(), count: other.count - cells[h].count))
+        }
+        for (w, c) in other.enumerated() where c.total.count > 0 || c.segments.contains(where: { $0.count > 0 }) {
+            cells[h][w].total.merge(c.total)
+            for s in c.segments.indices { cells[h][w].segments[s].merge(c.segments[s]) }
+            for f in c.slowFlows where cells[h][w].slowFlows.count < 3 || f.maxNs > cells[h][w].slowestFlowFloor {
+                cells[h][w].keepSlow(f.flow, f.maxNs)
+            }
         }
     }
 

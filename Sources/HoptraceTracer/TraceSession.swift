@@ -57,14 +57,12 @@ public final class TraceSession: @unchecked Sendable {
         let d = DrainThread(tracer: tracer) { [self] batch in
             lock.withLock {
                 do throws(RecordDecodingError) {
-                    var off = 0
-                    while off + RecordLayout.size <= batch.count {
-                        let r = try HopRecord(decoding: batch, at: off)
-                        aggregate.add(r)
-                        sink?.append(r)
-                        if kept.count < keepRecords { kept.append(r) }
-                        off += RecordLayout.size
+                    // records one at a time only for a recording or a test that keeps them
+                    let each: ((HopRecord) -> Void)? = sink == nil && kept.count >= keepRecords ? nil : { r in
+                        self.sink?.append(r)
+                        if self.kept.count < self.keepRecords { self.kept.append(r) }
                     }
+                    try aggregate.add(batch: batch, each: each)
                 } catch {
                     decodeError = error
                 }

@@ -67,7 +67,8 @@ func aggregateOnlyNsPerRecord(rounds: Int) throws -> Double {
 
 /// Read rate of `report`: a synthetic recording of `count` records, read back
 /// (decode only) and into the full report state (aggregate + windows).
-func recordingReadRates(count: Int) throws -> (write: Double, decode: Double, report: Double, bytesPerRecord: Double) {
+func recordingReadRates(count: Int) throws -> (write: Double, decode: Double, report: Double, reportOneThread: Double,
+                                               bytesPerRecord: Double) {
     let path = NSTemporaryDirectory() + "hoptrace-bench-\(getpid()).hoptrace"
     defer { unlink(path) }
     let batch = syntheticBatch(count: 100_000)
@@ -92,7 +93,7 @@ func recordingReadRates(count: Int) throws -> (write: Double, decode: Double, re
     let writeRate = Double(writer.recordsWritten) / (nowSeconds() - writeStart)
     try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: []),
                                    durationSeconds: 1, softirq: .disabled))
-    var decodeRates: [Double] = [], reportRates: [Double] = []
+    var decodeRates: [Double] = [], reportRates: [Double] = [], oneThreadRates: [Double] = []
     for _ in 0..<3 {
         var t0 = nowSeconds()
         var n = 0
@@ -101,13 +102,18 @@ func recordingReadRates(count: Int) throws -> (write: Double, decode: Double, re
         t0 = nowSeconds()
         let trace = try RecordedTrace(path: path)
         reportRates.append(Double(trace.contents.records) / (nowSeconds() - t0))
+        t0 = nowSeconds()
+        let oneThread = try RecordedTrace(path: path, threads: 1)
+        oneThreadRates.append(Double(oneThread.contents.records) / (nowSeconds() - t0))
     }
-    return (writeRate, median(decodeRates), median(reportRates), Double(writer.bytesWritten) / Double(writer.recordsWritten))
+    return (writeRate, median(decodeRates), median(reportRates), median(oneThreadRates),
+            Double(writer.bytesWritten) / Double(writer.recordsWritten))
 }
 
 if args.contains("--recording-only") {
     let r = try recordingReadRates(count: 2_000_000)
-    print("write \(r.write.rounded()) records/s (decoding raw records included), decode \(r.decode.rounded()) records/s, report \(r.report.rounded()) records/s, \(r.bytesPerRecord) bytes/record")
+    print("write \(r.write.rounded()) records/s (decoding raw records included), decode \(r.decode.rounded()) records/s, "
+          + "report \(r.report.rounded()) records/s (one aggregating thread: \(r.reportOneThread.rounded())), \(r.bytesPerRecord) bytes/record")
     exit(0)
 }
 
@@ -460,6 +466,7 @@ do {
     let rates = try recordingReadRates(count: 2_000_000)
     rec["read_decode_records_per_second"] = rates.decode.rounded()
     rec["read_report_records_per_second"] = rates.report.rounded()
+    rec["read_report_one_thread_records_per_second"] = rates.reportOneThread.rounded()
     results["recording"] = rec
 } catch {
     say("recording benchmark failed: \(error)")

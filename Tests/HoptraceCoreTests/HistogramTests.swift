@@ -77,6 +77,22 @@ final class HistogramTests: XCTestCase {
         XCTAssertEqual(LatencySummary(empty).maxNs, 0)
     }
 
+    /// A run of values recorded at once is the same histogram as the values one by one,
+    /// from 0 to the largest 64-bit value, run after run into the same histogram.
+    func testRecordingARunEqualsRecordingEachValue() {
+        var rng = SplitMix64(state: 11)
+        for bits in [5, 6, 7] {
+            var runs = Histogram(precisionBits: bits), each = Histogram(precisionBits: bits)
+            for size in [0, 1, 7, 1000, 20_000] {
+                var values = (0..<size).map { _ in UInt64.random(in: 0...1 << UInt64.random(in: 1...40, using: &rng), using: &rng) }
+                if size == 7 { values += [0, .max, 1 << 63] }
+                values.withUnsafeBufferPointer { runs.record($0) }
+                values.forEach { each.record($0) }
+                XCTAssertEqual(runs, each, "\(bits) bits, run of \(size)")
+            }
+        }
+    }
+
     func testMemoryIsBoundedByLargestValue() {
         var h = Histogram(precisionBits: 7)
         h.record(UInt64(UInt32.max))

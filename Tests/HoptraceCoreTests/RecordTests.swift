@@ -98,8 +98,18 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(decoded, records)
         XCTAssertEqual(v6.description, "udp [fd00::1]:1 -> [fd00::2]:2")
 
+        // the column decoder (what a live trace uses) gives the same records
+        var numbering = RecordNumbering()
+        let columns = try bytes.withUnsafeBytes { try RecordColumns(decoding: $0, numbering: &numbering) }
+        XCTAssertEqual((0..<columns.count).map { columns[$0] }, records)
+        XCTAssertEqual(columns.flows.count, 2)
+        XCTAssertEqual(columns.hops.count, 1)
+        XCTAssertNotEqual(columns.numbering, 0)
+
         var agg = TraceAggregate()
-        try bytes.withUnsafeBytes { try agg.add(batch: $0) }
+        var handed: [HopRecord] = []
+        try bytes.withUnsafeBytes { try agg.add(batch: $0) { handed.append($0) } }
+        XCTAssertEqual(handed, records)
         XCTAssertEqual(agg.records, 50)
         XCTAssertThrowsError(try bytes.withUnsafeBytes { try agg.add(batch: UnsafeRawBufferPointer(rebasing: $0[0..<100])) })
     }
@@ -109,6 +119,13 @@ final class RecordTests: XCTestCase {
         bytes[RecordLayout.kind] = 9
         XCTAssertThrowsError(try bytes.withUnsafeBytes { try HopRecord(decoding: $0, at: 0) }) { e in
             XCTAssertEqual(e as? RecordDecodingError, .unknownKind(9, offset: 0))
+        }
+        var batch = [UInt8](repeating: 0, count: 3 * RecordLayout.size)
+        for i in 0..<3 { batch[i * RecordLayout.size + RecordLayout.kind] = 1 }
+        batch[2 * RecordLayout.size + RecordLayout.kind] = 9
+        var numbering = RecordNumbering()
+        XCTAssertThrowsError(try batch.withUnsafeBytes { try RecordColumns(decoding: $0, numbering: &numbering) }) { e in
+            XCTAssertEqual(e as? RecordDecodingError, .unknownKind(9, offset: 2 * RecordLayout.size))
         }
     }
 }

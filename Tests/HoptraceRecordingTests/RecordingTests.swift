@@ -93,7 +93,44 @@ final class RecordingTests: XCTestCase {
         let a = Report(aggregate: live, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
         let b = Report(aggregate: fromFile.aggregate, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
         XCTAssertEqual(a.json(), b.json())
+        // read on any number of threads, the file gives the same report and timeline
+        // as the records added one by one
+        var windows = WindowedAggregate(windowNs: 1_000_000_000, startNs: 1_000_000_000_000)
+        records.forEach { windows.add($0) }
+        let timeline = Timeline(windows, names: metadata().names, statuses: contents.statuses)
+        let json = JSONEncoder()
+        json.outputFormatting = .sortedKeys
+        for threads in [1, 2, 3] {
+            let t = try RecordedTrace(path: path, threads: threads)
+            let r = Report(aggregate: t.aggregate, names: metadata().names, durationSeconds: 10, counters: TracerCounters(), sampling: Sampling())
+            XCTAssertEqual(r.json(), a.json(), "\(threads) threads")
+            XCTAssertEqual(String(decoding: try json.encode(t.timeline), as: UTF8.self),
+                           String(decoding: try json.encode(timeline), as: UTF8.self), "\(threads) threads")
+            XCTAssertEqual(t.windows.drops, windows.drops)
+        }
         print("bytes per record (synthetic, random latencies): \(Double(writer.bytesWritten) / Double(records.count))")
+    }
+
+    /// A delivery (keyed by its device, to itself) that one thread saw before the hop
+    /// into that device belongs to that hop once the threads' windows are merged.
+    func testDeliveriesSeenBeforeTheirHopAreMergedIntoIt() {
+        let flow = FlowKey(source: IPAddress(bytes: [10, 0, 0, 1]), destination: IPAddress(bytes: [10, 0, 0, 2]),
+                           sourcePort: 1, destinationPort: 2, proto: 6, family: 4)
+        let a = Endpoint(netns: 1, ifindex: 2), b = Endpoint(netns: 3, ifindex: 4)
+        var first = WindowedAggregate(windowNs: 1000, startNs: 0), second = first
+        first.add(HopRecord(timestampNs: 10, deliverNs: 500, from: b, to: b, kind: .deliver, flow: flow))
+        second.add(HopRecord(timestampNs: 20, qdiscNs: 300, from: a, to: b, flow: flow))
+        XCTAssertEqual(first.hopKeys, [HopKey(from: b, to: b)])
+        var merged = WindowedAggregate(windowNs: 1000, startNs: 0)
+        merged.merge(first)
+        merged.merge(second)
+        XCTAssertEqual(merged.hopKeys, [HopKey(from: a, to: b)])
+        XCTAssertEqual(merged.cells[0][0].segments[Segment.deliver.rawValue].count, 1)
+        XCTAssertEqual(merged.cells[0][0].total.count, 1)
+        // one thread alone: the later hop takes the deliveries that come after it
+        second.add(HopRecord(timestampNs: 30, deliverNs: 700, from: b, to: b, kind: .deliver, flow: flow))
+        XCTAssertEqual(second.hopKeys, [HopKey(from: a, to: b)])
+        XCTAssertEqual(second.cells[0][0].segments[Segment.deliver.rawValue].max, 700)
     }
 
     /// A writer let go without `finish` (its owner crashed out of a loop, or forgot)
