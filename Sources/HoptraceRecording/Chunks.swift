@@ -4,82 +4,44 @@ import HoptraceCore
 /// timestamps as zigzag deltas, flows and hops as ids into dictionaries that
 /// grow through the file (a chunk carries the entries it adds), the rest as varints.
 struct RecordEncoder {
-    private var flowIDs: [FlowKey: UInt32] = [:]
-    private var hopIDs: [HopKey: UInt32] = [:]
-    private var flows: [FlowKey] = []
-    private var hops: [HopKey] = []
-    /// Direct-mapped caches in front of the dictionaries (slot from the key's
-    /// mix): most records repeat a recent flow and hop and skip hashing.
-    private var flowCache = [Int32](repeating: -1, count: 4096)
-    private var lastHop: Int32 = -1
+    private var numbering = RecordNumbering()
     private var newFlowsFrom = 0
     private var newHopsFrom = 0
-    private var pending = RecordChunk()
+    private var pending = RecordColumns()
 
-    var count: Int { pending.records.count }
+    var count: Int { pending.count }
 
-    mutating func add(_ r: HopRecord) {
-        let slot = Int(truncatingIfNeeded: r.flow.mixed) & (flowCache.count - 1)
-        var flow = flowCache[slot]
-        if flow < 0 || flows[Int(flow)] != r.flow {
-            if let id = flowIDs[r.flow] {
-                flow = Int32(id)
-            } else {
-                flow = Int32(flows.count)
-                flowIDs[r.flow] = UInt32(flow)
-                flows.append(r.flow)
-            }
-            flowCache[slot] = flow
-        }
-        let hop = HopKey(from: r.from, to: r.to)
-        if lastHop < 0 || hops[Int(lastHop)] != hop {
-            if let id = hopIDs[hop] {
-                lastHop = Int32(id)
-            } else {
-                lastHop = Int32(hops.count)
-                hopIDs[hop] = UInt32(lastHop)
-                hops.append(hop)
-            }
-        }
-        pending.records.append(r)
-        pending.flowIDs.append(UInt32(flow))
-        pending.hopIDs.append(UInt32(lastHop))
-    }
+    mutating func add(_ r: HopRecord) { numbering.append(r, to: &pending) }
 
     /// What was added since the last call, with the dictionary entries it added,
     /// ready to encode (on any thread), and resets.
     mutating func takeChunk() -> RecordChunk {
-        var chunk = pending
-        chunk.newFlows = Array(flows[newFlowsFrom...])
-        chunk.newHops = Array(hops[newHopsFrom...])
-        newFlowsFrom = flows.count
-        newHopsFrom = hops.count
-        pending = RecordChunk()
-        pending.records.reserveCapacity(chunk.records.count)
-        pending.flowIDs.reserveCapacity(chunk.records.count)
-        pending.hopIDs.reserveCapacity(chunk.records.count)
+        let chunk = RecordChunk(columns: pending, newFlows: Array(numbering.flows[newFlowsFrom...]),
+                                newHops: Array(numbering.hops[newHopsFrom...]))
+        newFlowsFrom = numbering.flows.count
+        newHopsFrom = numbering.hops.count
+        pending = RecordColumns()
+        pending.reserveCapacity(chunk.columns.count)
         return chunk
     }
 }
 
-/// One chunk's records and the flow and hop ids they use, before encoding.
+/// One chunk's records, numbered in the file's numbering, before encoding.
 struct RecordChunk: Sendable {
-    var records: [HopRecord] = []
-    var flowIDs: [UInt32] = []
-    var hopIDs: [UInt32] = []
-    var newFlows: [FlowKey] = []
-    var newHops: [HopKey] = []
+    var columns: RecordColumns
+    var newFlows: [FlowKey]
+    var newHops: [HopKey]
 
     /// The chunk payload. Records are stored in time order (the kernel hands them
     /// over per CPU), which keeps the timestamp deltas small; analysis never
     /// depends on file order.
     func encoded() -> [UInt8] {
-        // sort an index, not the 100-byte records
-        let order = records.indices.sorted { records[$0].timestampNs < records[$1].timestampNs }
-        let pending = order.lazy.map { records[$0] }
+        let c = columns
+        // sort an index, not the columns (nearly sorted already: per-CPU runs)
+        let order = (0..<c.count).sorted { c.timestampNs[$0] < c.timestampNs[$1] }
         var w = ByteWriter()
-        w.bytes.reserveCapacity(records.count * 12 + newFlows.count * 40 + 64)
-        w.varint(UInt64(pending.count))
+        w.bytes.reserveCapacity(c.count * 16 + newFlows.count * 40 + 64)
+        w.varint(UInt64(c.count))
         w.varint(UInt64(newFlows.count))
         for f in newFlows {
             w.u64(f.source.high); w.u64(f.source.low); w.u64(f.destination.high); w.u64(f.destination.low)
@@ -87,25 +49,27 @@ struct RecordChunk: Sendable {
         }
         w.varint(UInt64(newHops.count))
         for h in newHops { w.u32(h.from.netns); w.u32(h.from.ifindex); w.u32(h.to.netns); w.u32(h.to.ifindex) }
-        w.u64(pending.first?.timestampNs ?? 0)
-        for r in pending { w.u8(r.kind.rawValue << 4 | r.flags.rawValue) }
-        var last = Int64(bitPattern: pending.first?.timestampNs ?? 0)
-        for r in pending {
-            let ts = Int64(bitPattern: r.timestampNs)
+        let first = order.first.map { c.timestampNs[$0] } ?? 0
+        w.u64(first)
+        for i in order { w.u8(c.kindFlags[i]) }
+        var last = Int64(bitPattern: first)
+        for i in order {
+            let ts = Int64(bitPattern: c.timestampNs[i])
             w.zigzag(ts &- last)
             last = ts
         }
-        for i in order { w.varint(UInt64(flowIDs[i])) }
-        for i in order { w.varint(UInt64(hopIDs[i])) }
-        for r in pending { w.varint(UInt64(r.forwardNs)) }
-        for r in pending { w.varint(UInt64(r.qdiscNs)) }
-        for r in pending { w.varint(UInt64(r.vethNs)) }
-        for r in pending { w.varint(UInt64(r.backlogNs)) }
-        for r in pending { w.varint(UInt64(r.kind == .drop ? r.dropReason : r.deliverNs)) }
-        for r in pending { w.varint(UInt64(r.length)) }
-        for r in pending { w.varint(UInt64(r.gsoSegments)) }
-        for r in pending { w.varint(UInt64(r.cpu)) }
-        for r in pending { w.varint(UInt64(r.hopIndex)) }
+        func column<T: FixedWidthInteger>(_ values: [T]) { for i in order { w.varint(UInt64(values[i])) } }
+        column(c.flowIDs)
+        column(c.hopIDs)
+        column(c.forwardNs)
+        column(c.qdiscNs)
+        column(c.vethNs)
+        column(c.backlogNs)
+        column(c.lastSlot)
+        column(c.length)
+        column(c.gsoSegments)
+        column(c.cpu)
+        column(c.hopIndex)
         return w.bytes
     }
 }
