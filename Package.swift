@@ -23,10 +23,11 @@ let package = Package(
         .target(name: "CHoptraceNetns"),
         // Pure Swift: records, flows, hops, histograms, names, reports. No C, no CLI.
         .target(name: "HoptraceCore"),
-        // zlib, for compressed recording chunks.
+        // zlib (chunk checksums, version 1 chunks) and zstd (chunk payloads) for recordings.
         .systemLibrary(name: "CZlib"),
+        .systemLibrary(name: "CZstd"),
         // Recordings: the chunked, checksummed, compressed trace file; windows; comparison.
-        .target(name: "HoptraceRecording", dependencies: ["HoptraceCore", "CZlib"]),
+        .target(name: "HoptraceRecording", dependencies: ["HoptraceCore", "CZlib", "CZstd"]),
         // Owns the loaded BPF object, its links and the drain thread.
         .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "CHoptraceBPF"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.

@@ -3,7 +3,7 @@
 # Idempotent: packages already installed are left alone, and apt is not touched
 # when nothing is missing.
 set -euo pipefail
-pkgs=(libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 iperf3 sockperf util-linux
+pkgs=(libbpf-dev libelf-dev zlib1g-dev libzstd-dev bpftool iproute2 iperf3 sockperf util-linux
       nftables bpftrace tcpdump ethtool python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -288,16 +288,15 @@ public struct TraceAggregate: Sendable {
         return slot
     }
 
-    /// Decodes and adds every record in a batch of raw kernel records, handing each
-    /// to `each` as well (a live trace's recording). Batches from the kernel share a
-    /// numbering of flows and hops, started anew past `flowsNumbered` flows so its
-    /// tables stay bounded.
-    public mutating func add(batch raw: UnsafeRawBufferPointer,
-                             each: ((HopRecord) -> Void)? = nil) throws(RecordDecodingError) {
+    /// Decodes and adds every record in a batch of raw kernel records; returns them
+    /// (for a live trace's recording). Batches from the kernel share a numbering of
+    /// flows and hops, started anew past `flowsNumbered` flows so its tables stay bounded.
+    @discardableResult
+    public mutating func add(batch raw: UnsafeRawBufferPointer) throws(RecordDecodingError) -> RecordColumns {
         if kernelNumbering.flowCount > Self.flowsNumbered { kernelNumbering = RecordNumbering() }
         let c = try RecordColumns(decoding: raw, numbering: &kernelNumbering)
-        if let each { for i in 0..<c.count { each(c[i]) } }
         add(c)
+        return c
     }
 
     static let flowsNumbered = 100_000

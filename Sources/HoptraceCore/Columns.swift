@@ -103,6 +103,10 @@ public struct RecordNumbering: Sendable {
     /// records repeat a recent flow and skip hashing.
     private var flowCache = [Int32](repeating: -1, count: 4096)
     private var lastHop: Int32 = -1
+    /// Ids here of another numbering's flows and hops (-1: not yet looked up).
+    private var translated = 0
+    private var flowFrom: [Int32] = []
+    private var hopFrom: [Int32] = []
 
     /// `shared`: the ids stay the same across batches (the aggregates may cache by them).
     public init(shared: Bool = true) {
@@ -159,6 +163,36 @@ public struct RecordNumbering: Sendable {
         c.hopIndex.append(r.hopIndex)
         c.flowIDs.append(id(r.flow))
         c.hopIDs.append(id(HopKey(from: r.from, to: r.to)))
+    }
+
+    /// Takes `rows` of `c`, numbered in another numbering, into `into`, numbered
+    /// here: a batch from the drain into a recording's chunk, column by column.
+    public mutating func append(_ c: RecordColumns, rows: Range<Int>, to into: inout RecordColumns) {
+        if c.numbering == 0 || c.numbering != translated {
+            translated = c.numbering
+            flowFrom.removeAll(keepingCapacity: true)
+            hopFrom.removeAll(keepingCapacity: true)
+        }
+        if flowFrom.count < c.flows.count { flowFrom.append(contentsOf: repeatElement(-1, count: c.flows.count - flowFrom.count)) }
+        if hopFrom.count < c.hops.count { hopFrom.append(contentsOf: repeatElement(-1, count: c.hops.count - hopFrom.count)) }
+        into.kindFlags += c.kindFlags[rows]
+        into.timestampNs += c.timestampNs[rows]
+        into.forwardNs += c.forwardNs[rows]
+        into.qdiscNs += c.qdiscNs[rows]
+        into.vethNs += c.vethNs[rows]
+        into.backlogNs += c.backlogNs[rows]
+        into.lastSlot += c.lastSlot[rows]
+        into.length += c.length[rows]
+        into.gsoSegments += c.gsoSegments[rows]
+        into.cpu += c.cpu[rows]
+        into.hopIndex += c.hopIndex[rows]
+        for i in rows {
+            let f = Int(c.flowIDs[i]), h = Int(c.hopIDs[i])
+            if flowFrom[f] < 0 { flowFrom[f] = id(c.flows[f]) }
+            if hopFrom[h] < 0 { hopFrom[h] = id(c.hops[h]) }
+            into.flowIDs.append(flowFrom[f])
+            into.hopIDs.append(hopFrom[h])
+        }
     }
 
     /// Hands `c` the tables its ids index; call once its records are appended.

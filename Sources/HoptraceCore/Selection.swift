@@ -65,4 +65,12 @@ extension NodeTopology {
 /// Where a trace's records go besides the aggregate (a recording file).
 public protocol RecordSink: AnyObject {
     func append(_ record: HopRecord)
+    /// A batch as the drain decoded it; by default a record at a time.
+    func append(_ batch: RecordColumns)
+}
+
+extension RecordSink {
+    public func append(_ batch: RecordColumns) {
+        for i in 0..<batch.count { append(batch[i]) }
+    }
 }

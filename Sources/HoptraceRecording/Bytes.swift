@@ -1,4 +1,5 @@
 import CZlib
+import CZstd
 import Foundation
 
 /// Appends little-endian integers and LEB128 varints.
@@ -150,6 +151,31 @@ enum Zlib {
             Array(input).withUnsafeBufferPointer { i in uncompress(o.baseAddress, &outLen, i.baseAddress, uLong(i.count)) }
         }
         guard rc == Z_OK, Int(outLen) == rawLength else { throw .corrupt("chunk does not decompress (zlib \(rc))") }
+        return out
+    }
+}
+
+/// zstd, for chunk payloads from format version 2 on: at its level 1 it compresses
+/// a recording's columns to the same size as zlib at level 3, about ten times faster
+/// (about 20 ns a record instead of 270 here), and decompresses faster too.
+enum Zstd {
+    static func compress(_ input: [UInt8], level: Int32) -> [UInt8] {
+        let bound = ZSTD_compressBound(input.count)
+        var out = [UInt8](repeating: 0, count: bound)
+        let n = out.withUnsafeMutableBytes { o in
+            input.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, level) }
+        }
+        precondition(ZSTD_isError(n) == 0, "ZSTD_compress failed: \(String(cString: ZSTD_getErrorName(n)))")
+        return Array(out.prefix(n))
+    }
+
+    static func decompress(_ input: [UInt8], rawLength: Int) throws(RecordingError) -> [UInt8] {
+        guard rawLength >= 0, rawLength <= RecordingFormat.maxChunkBytes else { throw .corrupt("chunk length \(rawLength) out of range") }
+        var out = [UInt8](repeating: 0, count: rawLength)
+        let n = out.withUnsafeMutableBytes { o in
+            input.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, o.count, i.baseAddress, i.count) }
+        }
+        guard ZSTD_isError(n) == 0, n == rawLength else { throw .corrupt("chunk does not decompress (zstd)") }
         return out
     }
 }

@@ -13,6 +13,8 @@ struct RecordEncoder {
 
     mutating func add(_ r: HopRecord) { numbering.append(r, to: &pending) }
 
+    mutating func add(_ c: RecordColumns, rows: Range<Int>) { numbering.append(c, rows: rows, to: &pending) }
+
     /// What was added since the last call, with the dictionary entries it added,
     /// ready to encode (on any thread), and resets.
     mutating func takeChunk() -> RecordChunk {

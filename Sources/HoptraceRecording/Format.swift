@@ -6,7 +6,8 @@ import HoptraceCore
 /// anywhere is readable up to its last complete chunk.
 public enum RecordingFormat {
     public static let magic: [UInt8] = Array("HOPTRACE".utf8)
-    public static let version: UInt16 = 1
+    /// 2: chunk payloads are zstd (1: zlib; still read).
+    public static let version: UInt16 = 2
     public static let chunkMagic: UInt32 = 0x4B43_5448 // "HTCK"
     public static let fileHeaderBytes = 16
     public static let chunkHeaderBytes = 20
@@ -25,6 +26,7 @@ public enum RecordingFormat {
     public enum Codec: UInt8, Sendable {
         case raw = 0
         case zlib = 1
+        case zstd = 2
     }
 }
 

@@ -66,7 +66,12 @@ public enum RecordingReader {
                       let codec = RecordingFormat.Codec(rawValue: codecRaw) else {
                     return .failure(.corrupt("unknown chunk type \(typeRaw) or codec \(codecRaw)"))
                 }
-                let payload = codec == .raw ? stored : try Zlib.decompress(stored[...], rawLength: rawLen)
+                let payload: [UInt8]
+                switch codec {
+                case .raw: payload = stored
+                case .zlib: payload = try Zlib.decompress(stored[...], rawLength: rawLen)
+                case .zstd: payload = try Zstd.decompress(stored, rawLength: rawLen)
+                }
                 return .success((type, payload))
             } catch {
                 return .failure(error)

@@ -57,12 +57,9 @@ public final class TraceSession: @unchecked Sendable {
         let d = DrainThread(tracer: tracer) { [self] batch in
             lock.withLock {
                 do throws(RecordDecodingError) {
-                    // records one at a time only for a recording or a test that keeps them
-                    let each: ((HopRecord) -> Void)? = sink == nil && kept.count >= keepRecords ? nil : { r in
-                        self.sink?.append(r)
-                        if self.kept.count < self.keepRecords { self.kept.append(r) }
-                    }
-                    try aggregate.add(batch: batch, each: each)
+                    let columns = try aggregate.add(batch: batch)
+                    sink?.append(columns)
+                    for i in 0..<min(columns.count, keepRecords - kept.count) { kept.append(columns[i]) }
                 } catch {
                     decodeError = error
                 }

@@ -59,7 +59,7 @@ func aggregateOnlyNsPerRecord(rounds: Int) throws -> Double {
     for _ in 0..<rounds {
         var aggregate = TraceAggregate()
         let t0 = nowSeconds()
-        try batch.withUnsafeBytes { try aggregate.add(batch: $0) }
+        _ = try batch.withUnsafeBytes { try aggregate.add(batch: $0) }
         times.append((nowSeconds() - t0) / 150_000 * 1e9)
     }
     return median(times)
@@ -192,8 +192,8 @@ final class LiveCount: @unchecked Sendable {
     private(set) var records = 0
     var writer: RecordingWriter?
     func add(_ batch: UnsafeRawBufferPointer) {
-        try? aggregate.add(batch: batch)
-        try? writer?.append(batch: batch)
+        // as TraceSession: the batch decoded once, into the aggregate and the recording
+        if let columns = try? aggregate.add(batch: batch) { writer?.append(columns) }
         records += batch.count / RecordLayout.size
     }
 }

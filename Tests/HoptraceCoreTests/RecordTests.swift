@@ -107,9 +107,8 @@ final class RecordTests: XCTestCase {
         XCTAssertNotEqual(columns.numbering, 0)
 
         var agg = TraceAggregate()
-        var handed: [HopRecord] = []
-        try bytes.withUnsafeBytes { try agg.add(batch: $0) { handed.append($0) } }
-        XCTAssertEqual(handed, records)
+        let handed = try bytes.withUnsafeBytes { try agg.add(batch: $0) }
+        XCTAssertEqual((0..<handed.count).map { handed[$0] }, records)
         XCTAssertEqual(agg.records, 50)
         XCTAssertThrowsError(try bytes.withUnsafeBytes { try agg.add(batch: UnsafeRawBufferPointer(rebasing: $0[0..<100])) })
     }

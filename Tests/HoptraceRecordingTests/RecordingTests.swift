@@ -111,6 +111,54 @@ final class RecordingTests: XCTestCase {
         print("bytes per record (synthetic, random latencies): \(Double(writer.bytesWritten) / Double(records.count))")
     }
 
+    /// Files of format version 1 (zlib chunks) still read, to the same records.
+    func testVersionOneFilesWithZlibChunksStillRead() throws {
+        let records = syntheticRecords(windows: 3, perWindow: 3000)
+        let path = tempPath("v2"), old = tempPath("v1")
+        defer { unlink(path); unlink(old) }
+        try writeRecording(records, to: path)
+        // rewrite every chunk as version 1 wrote it: zlib, its checksum, version 1
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var out = Array(bytes.prefix(RecordingFormat.fileHeaderBytes))
+        out[8] = 1
+        out[9] = 0
+        var at = RecordingFormat.fileHeaderBytes
+        while at < bytes.count {
+            var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
+            _ = try r.u32()
+            let type = try r.u8()
+            XCTAssertEqual(try r.u8(), RecordingFormat.Codec.zstd.rawValue)
+            _ = try r.u16()
+            let stored = Int(try r.u32()), raw = Int(try r.u32())
+            let payload = try Zstd.decompress(Array(bytes[(at + 20)..<(at + 20 + stored)]), rawLength: raw)
+            let deflated = Zlib.compress(payload)
+            var w = ByteWriter()
+            w.u32(RecordingFormat.chunkMagic)
+            w.u8(type)
+            w.u8(RecordingFormat.Codec.zlib.rawValue)
+            w.u16(0)
+            w.u32(UInt32(deflated.count))
+            w.u32(UInt32(raw))
+            w.u32(Zlib.crc32(deflated))
+            out += w.bytes + deflated
+            at += RecordingFormat.chunkHeaderBytes + stored
+        }
+        try Data(out).write(to: URL(fileURLWithPath: old))
+        var fromOld: [HopRecord] = [], fromNew: [HopRecord] = []
+        let contents = try RecordingReader.read(path: old) { fromOld.append($0) }
+        _ = try RecordingReader.read(path: path) { fromNew.append($0) }
+        XCTAssertNil(contents.cutShort)
+        XCTAssertEqual(fromOld.count, records.count)
+        XCTAssertEqual(fromOld, fromNew)
+        // and a version this reader does not know is refused in one line
+        var newer = out
+        newer[8] = 3
+        try Data(newer).write(to: URL(fileURLWithPath: old))
+        XCTAssertThrowsError(try RecordingReader.read(path: old) { _ in }) { e in
+            XCTAssertEqual(e as? RecordingError, .newerVersion(3))
+        }
+    }
+
     /// A delivery (keyed by its device, to itself) that one thread saw before the hop
     /// into that device belongs to that hop once the threads' windows are merged.
     func testDeliveriesSeenBeforeTheirHopAreMergedIntoIt() {
@@ -185,11 +233,12 @@ final class RecordingTests: XCTestCase {
             var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
             _ = try r.u32()
             let type = try r.u8()
-            _ = try r.u8(); _ = try r.u16()
+            XCTAssertEqual(try r.u8(), RecordingFormat.Codec.zstd.rawValue)
+            _ = try r.u16()
             let stored = Int(try r.u32())
             let raw = Int(try r.u32())
             if type == RecordingFormat.ChunkType.records.rawValue {
-                let payload = try Zlib.decompress(bytes[(at + 20)..<(at + 20 + stored)], rawLength: raw)
+                let payload = try Zstd.decompress(Array(bytes[(at + 20)..<(at + 20 + stored)]), rawLength: raw)
                 var pr = ByteReader(payload)
                 seen += try pr.varint()
             }
@@ -264,7 +313,7 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(error([]), "not a hoptrace recording (empty file)")
         XCTAssertEqual(error(Array("just some text file\n".utf8)), "not a hoptrace recording (no HOPTRACE header)")
         XCTAssertEqual(error(Array("HOPTRACE".utf8) + [9, 0, 0, 0, 0, 0, 0, 0]),
-                       "recording format version 9 is newer than this hoptrace reads (1); upgrade hoptrace")
+                       "recording format version 9 is newer than this hoptrace reads (2); upgrade hoptrace")
         XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1, 0, 0, 0, 0, 0, 0, 0]).contains("metadata chunk is missing"))
         XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1]).contains("not a hoptrace recording"))
         XCTAssertThrowsError(try RecordingReader.read(path: "/nonexistent/x.hoptrace") { _ in })
@@ -307,7 +356,7 @@ final class RecordingTests: XCTestCase {
                 var w = ByteWriter()
                 w.u32(RecordingFormat.chunkMagic)
                 w.u8(UInt8(1 + rng.next() % 4))
-                let codec = UInt8(rng.next() % 2)
+                let codec = UInt8(rng.next() % 3)
                 w.u8(codec)
                 w.u16(0)
                 w.u32(UInt32(payload.count))
