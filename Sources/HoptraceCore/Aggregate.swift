@@ -84,22 +84,25 @@ public struct FlowStats: Sendable {
 
     /// Adds `rows` of `c`, all of this flow.
     mutating func add(_ c: RecordColumns, rows: ArraySlice<Int32>, gather: Gather) {
+        // on the raw kind byte: this runs for every record of a recording
+        let deliver = HopRecord.Kind.deliver.rawValue, drop = HopRecord.Kind.drop.rawValue
+        let first = HopRecord.Flags.firstHop.rawValue
         for r in rows {
-            let i = Int(r)
+            let i = Int(r), kindFlags = c.kindFlags[i], kind = kindFlags >> 4
             lastSeenNs = Swift.max(lastSeenNs, c.timestampNs[i])
-            let kind = c.kind(i)
-            if kind == .deliver { continue }
-            if c.flags(i).contains(.firstHop) {
+            if kind == deliver { continue }
+            if kindFlags & first != 0 {
                 packets += UInt64(c.gsoSegments[i])
                 bytes += UInt64(c.length[i])
             }
-            if kind == .drop {
+            if kind == drop {
                 dropped += UInt64(c.gsoSegments[i])
             } else {
                 hopRecords += 1
             }
         }
-        gather.run(rows, into: &hopTotal, where: { c.kind($0) == .hop }) { c.totalNs($0) }
+        let hop = HopRecord.Kind.hop.rawValue
+        gather.run(rows, into: &hopTotal, where: { c.kindFlags[$0] >> 4 == hop }) { c.totalNs($0) }
     }
 
     mutating func merge(_ o: FlowStats) {
@@ -240,7 +243,8 @@ public struct TraceAggregate: Sendable {
 
     public mutating func add(_ r: HopRecord) { add(RecordColumns([r])) }
 
-    public mutating func add(_ c: RecordColumns) {
+    /// Adds a batch; `byHop` if the caller has grouped it already (for the windows too).
+    public mutating func add(_ c: RecordColumns, byHop: HopRows? = nil) {
         let n = c.count
         guard n > 0 else { return }
         if c.numbering == 0 || c.numbering != numbering {
@@ -255,7 +259,7 @@ public struct TraceAggregate: Sendable {
             if ts > lastNs { lastNs = ts }
         }
         flows.add(c)
-        let byHop = HopRows(c)
+        let byHop = byHop ?? HopRows(c)
         let gather = Gather(capacity: c.count)
         for id in c.hops.indices {
             let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
@@ -326,7 +330,7 @@ public struct TraceAggregate: Sendable {
 
 /// A batch's rows by hop: each hop's hop records and the deliveries at its device
 /// (both in row order), and the drops.
-public struct HopRows {
+public struct HopRows: Sendable {
     private let rows: [Int32]
     private let starts: [Int]
     private let hopCount: Int

@@ -49,8 +49,8 @@ public struct RecordColumns: Sendable {
     /// All segments of record `i`, as `HopRecord.totalNs`.
     @inlinable @inline(__always)
     public func totalNs(_ i: Int) -> UInt64 {
-        UInt64(forwardNs[i]) + UInt64(qdiscNs[i]) + UInt64(vethNs[i]) + UInt64(backlogNs[i])
-            + (kind(i) == .drop ? 0 : UInt64(lastSlot[i]))
+        UInt64(forwardNs[i]) &+ UInt64(qdiscNs[i]) &+ UInt64(vethNs[i]) &+ UInt64(backlogNs[i])
+            &+ (kindFlags[i] >> 4 == HopRecord.Kind.drop.rawValue ? 0 : UInt64(lastSlot[i]))
     }
 
     /// Record `i`.
@@ -225,13 +225,17 @@ public final class Gather {
     public func run(_ rows: ArraySlice<Int32>, into h: inout Histogram,
                     where keep: (Int) -> Bool = { _ in true }, _ value: (Int) -> UInt64) {
         precondition(rows.count <= capacity, "more rows than the batch has")
-        var n = 0
+        var n = 0, lo = UInt64.max, hi: UInt64 = 0, sum: UInt64 = 0
         rows.withUnsafeBufferPointer { rows in
             for r in rows where keep(Int(r)) {
-                values[n] = value(Int(r))
+                let v = value(Int(r))
+                values[n] = v
                 n &+= 1
+                lo = min(lo, v)
+                hi = max(hi, v)
+                sum &+= v
             }
         }
-        h.record(UnsafeBufferPointer(start: values, count: n))
+        h.record(UnsafeBufferPointer(start: values, count: n), min: lo, max: hi, sum: sum)
     }
 }

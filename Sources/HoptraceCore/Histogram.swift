@@ -64,13 +64,19 @@ public struct Histogram: Sendable, Equatable {
     /// then added to without a check per value (reading recordings, whole chunks).
     @inlinable
     public mutating func record(_ values: UnsafeBufferPointer<UInt64>) {
-        guard !values.isEmpty else { return }
         var lo = UInt64.max, hi: UInt64 = 0, sum: UInt64 = 0
         for v in values {
             lo = Swift.min(lo, v)
             hi = Swift.max(hi, v)
             sum &+= v
         }
+        record(values, min: lo, max: hi, sum: sum)
+    }
+
+    /// `record(_:)` when the caller has the run's extremes and sum already.
+    @inlinable
+    mutating func record(_ values: UnsafeBufferPointer<UInt64>, min lo: UInt64, max hi: UInt64, sum: UInt64) {
+        guard !values.isEmpty else { return }
         let top = bucketIndex(hi)
         if top >= _counts.count { _counts.append(contentsOf: repeatElement(0, count: top + 1 - _counts.count)) }
         let bits = precisionBits

@@ -27,8 +27,9 @@ public struct RecordedTrace: Sendable {
                         var aggregate = TraceAggregate(flowCapacity: flowCapacity)
                         var windows = WindowedAggregate(windowNs: m.windowNs, startNs: m.startMonotonicNs)
                         while let c = queue.next() {
-                            aggregate.add(c)
-                            windows.add(c)
+                            let byHop = HopRows(c)
+                            aggregate.add(c, byHop: byHop)
+                            windows.add(c, byHop: byHop)
                         }
                         partials.finish(w, aggregate, windows)
                     }

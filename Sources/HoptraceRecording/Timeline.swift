@@ -77,8 +77,9 @@ public struct WindowedAggregate: Sendable {
 
     /// Adds a batch: each hop's records, a run of one window at a time (a recording's
     /// chunks are in time order, so a hop's records in a chunk are a run or two).
-    public mutating func add(_ c: RecordColumns) {
-        let byHop = HopRows(c)
+    /// `byHop` if the caller has grouped the batch already (for the aggregate too).
+    public mutating func add(_ c: RecordColumns, byHop: HopRows? = nil) {
+        let byHop = byHop ?? HopRows(c)
         let gather = Gather(capacity: c.count)
         for id in c.hops.indices {
             let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
