@@ -155,9 +155,9 @@ enum Zlib {
     }
 }
 
-/// zstd, for chunk payloads from format version 2 on: at its level 1 it compresses
-/// a recording's columns to the same size as zlib at level 3, about ten times faster
-/// (about 20 ns a record instead of 270 here), and decompresses faster too.
+/// zstd, for chunk payloads from format version 2 on: at level 3 it compresses a
+/// recording's columns 3.4 times faster than zlib at level 3 (134 vs 40 MB/s on the
+/// demo's, for 5 % more bytes) and decompresses faster.
 enum Zstd {
     static func compress(_ input: [UInt8], level: Int32) -> [UInt8] {
         let bound = ZSTD_compressBound(input.count)
