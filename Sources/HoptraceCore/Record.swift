@@ -362,12 +362,12 @@ extension RecordColumns {
             }
         }
         self.init()
+        for i in 0..<n where HopRecord.Kind(rawValue: raw[i * L.size + L.kind]) == nil {
+            throw .unknownKind(raw[i * L.size + L.kind], offset: i * L.size)
+        }
         kindFlags = [UInt8](unsafeUninitializedCapacity: n) { values, count in
             for i in 0..<n { values[i] = raw[i &* L.size &+ L.kind] << 4 | raw[i &* L.size &+ L.flags] & 0x0f }
             count = n
-        }
-        for i in 0..<n where HopRecord.Kind(rawValue: kindFlags[i] >> 4) == nil {
-            throw .unknownKind(raw[i * L.size + L.kind], offset: i * L.size)
         }
         timestampNs = column(L.timestamp, UInt64.self)
         forwardNs = column(L.segments, UInt32.self)

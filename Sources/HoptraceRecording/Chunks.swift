@@ -80,8 +80,9 @@ struct RecordChunk: Sendable {
 struct RecordDecoder {
     private var flows: [FlowKey] = []
     private var hops: [HopKey] = []
-    /// A file's ids are one numbering: the aggregates cache slots by them.
-    private let numbering = RecordNumbering.unique()
+    /// File id -> id in the chunk being decoded (-1 between chunks).
+    private var flowInChunk: [Int32] = []
+    private var hopInChunk: [Int32] = []
 
     mutating func decode(_ payload: [UInt8]) throws(RecordingError) -> RecordColumns {
         var r = ByteReader(payload)
@@ -101,7 +102,6 @@ struct RecordDecoder {
         }
         guard n == 0 || (!flows.isEmpty && !hops.isEmpty) else { throw .corrupt("records without flows or hops") }
         var c = RecordColumns()
-        c.numbering = numbering
         let first = try r.u64()
         c.kindFlags = Array(try r.take(n))
         for k in c.kindFlags where HopRecord.Kind(rawValue: k >> 4) == nil { throw .corrupt("unknown record kind") }
@@ -121,8 +121,28 @@ struct RecordDecoder {
         c.cpu = try column(UInt16.self)
         c.hopIndex = try column(UInt16.self)
         guard r.remaining == 0 else { throw .corrupt("\(r.remaining) stray bytes after the records") }
-        c.flows = flows
-        c.hops = hops
+        // the chunk carries only the flows and hops it uses, numbered on their own:
+        // handing each chunk the file's tables would copy them whole for every chunk
+        // still queued, and cost every chunk the size of the file's tables
+        (c.flowIDs, c.flows) = Self.inChunk(c.flowIDs, of: flows, map: &flowInChunk)
+        (c.hopIDs, c.hops) = Self.inChunk(c.hopIDs, of: hops, map: &hopInChunk)
         return c
+    }
+
+    /// `ids` renumbered from 0 in the order they first appear, with their keys.
+    private static func inChunk<Key>(_ ids: [Int32], of table: [Key], map: inout [Int32]) -> ([Int32], [Key]) {
+        if map.count < table.count { map.append(contentsOf: repeatElement(-1, count: table.count - map.count)) }
+        var keys: [Key] = [], used: [Int32] = []
+        let renumbered = ids.map { id -> Int32 in
+            let i = Int(id)
+            if map[i] < 0 {
+                map[i] = Int32(keys.count)
+                keys.append(table[i])
+                used.append(id)
+            }
+            return map[i]
+        }
+        for id in used { map[Int(id)] = -1 }
+        return (renumbered, keys)
     }
 }

@@ -13,6 +13,9 @@ public enum RecordingFormat {
     public static let chunkHeaderBytes = 20
     /// No chunk is larger than this (raw or stored): guards readers against lengths from corrupt input.
     public static let maxChunkBytes = 64 << 20
+    /// A reader takes no record later than this many windows after the start (46
+    /// days of 1 s windows): windows are kept densely, one cell a hop each.
+    public static let maxWindows = 4_000_000
     /// A records chunk is written at this many records, or at each window boundary.
     public static let recordsPerChunk = 65_536
 

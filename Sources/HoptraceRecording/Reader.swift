@@ -87,6 +87,11 @@ public enum RecordingReader {
         contents.fileBytes = size
         contents.chunks = 1
         var decoder = RecordDecoder()
+        // no window after this one: windows are kept densely, so a corrupt timestamp
+        // far in the future would otherwise ask for billions of them
+        let span = max(metadata.windowNs, 1).multipliedReportingOverflow(by: UInt64(RecordingFormat.maxWindows))
+        let end = metadata.startMonotonicNs.addingReportingOverflow(span.overflow ? .max : span.partialValue)
+        let latest = end.overflow ? UInt64.max : end.partialValue
         while true {
             switch nextChunk() {
             case .success(nil):
@@ -101,6 +106,10 @@ public enum RecordingReader {
                 case .records:
                     do throws(RecordingError) {
                         let columns = try decoder.decode(payload)
+                        if let late = columns.timestampNs.first(where: { $0 > latest }) {
+                            throw .corrupt("a record at \(late - metadata.startMonotonicNs) ns, more than "
+                                           + "\(RecordingFormat.maxWindows) windows after the start")
+                        }
                         contents.records += UInt64(columns.count)
                         body(columns)
                     } catch {

@@ -141,7 +141,7 @@ public final class RecordingWriter: RecordSink, @unchecked Sendable {
     /// Adds a record; a chunk is written when the current one spans a window or is full.
     public func append(_ r: HopRecord) {
         guard error == nil, !closed else { return }
-        if let start = chunkStartNs, r.timestampNs > start &+ windowNs || encoder.count >= RecordingFormat.recordsPerChunk {
+        if let start = chunkStartNs, r.timestampNs > chunkEnd(start) || encoder.count >= RecordingFormat.recordsPerChunk {
             flush()
         }
         if chunkStartNs == nil { chunkStartNs = r.timestampNs }
@@ -149,12 +149,19 @@ public final class RecordingWriter: RecordSink, @unchecked Sendable {
         recordsWritten += 1
     }
 
+    /// The last timestamp a chunk started at `start` takes (saturating: a chunk
+    /// always takes its first record).
+    private func chunkEnd(_ start: UInt64) -> UInt64 {
+        let (end, overflow) = start.addingReportingOverflow(windowNs)
+        return overflow ? .max : end
+    }
+
     /// Adds a batch, split into chunks as `append(_:)` splits records one by one.
     public func append(_ batch: RecordColumns) {
         var start = 0
         while start < batch.count && error == nil && !closed {
             if chunkStartNs == nil { chunkStartNs = batch.timestampNs[start] }
-            let limit = chunkStartNs! &+ windowNs
+            let limit = chunkEnd(chunkStartNs!)
             let room = RecordingFormat.recordsPerChunk - encoder.count
             var end = start
             while end < batch.count && end - start < room && batch.timestampNs[end] <= limit { end += 1 }

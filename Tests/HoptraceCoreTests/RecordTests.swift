@@ -121,10 +121,13 @@ final class RecordTests: XCTestCase {
         }
         var batch = [UInt8](repeating: 0, count: 3 * RecordLayout.size)
         for i in 0..<3 { batch[i * RecordLayout.size + RecordLayout.kind] = 1 }
-        batch[2 * RecordLayout.size + RecordLayout.kind] = 9
         var numbering = RecordNumbering()
-        XCTAssertThrowsError(try batch.withUnsafeBytes { try RecordColumns(decoding: $0, numbering: &numbering) }) { e in
-            XCTAssertEqual(e as? RecordDecodingError, .unknownKind(9, offset: 2 * RecordLayout.size))
+        // 0x11: a kind whose low four bits are a known one is still unknown
+        for bad: UInt8 in [9, 0x11] {
+            batch[2 * RecordLayout.size + RecordLayout.kind] = bad
+            XCTAssertThrowsError(try batch.withUnsafeBytes { try RecordColumns(decoding: $0, numbering: &numbering) }) { e in
+                XCTAssertEqual(e as? RecordDecodingError, .unknownKind(bad, offset: 2 * RecordLayout.size))
+            }
         }
     }
 }

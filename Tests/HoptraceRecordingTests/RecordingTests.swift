@@ -142,6 +142,31 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(ca.chunks, cb.chunks)
         XCTAssertEqual(fromBatched.count, records.count + tail.count)
         XCTAssertEqual(fromOne, fromBatched)
+        // each chunk carries only the flows and hops its records use
+        _ = try RecordingReader.readChunks(path: batched) { c in
+            XCTAssertEqual(Set(c.flowIDs).count, c.flows.count)
+            XCTAssertEqual(Set(c.hopIDs).count, c.hops.count)
+        }
+    }
+
+    /// A batch whose times are near the end of the clock still ends (a chunk's window
+    /// end saturates), and a reader refuses records beyond the windows a recording
+    /// can span, in one line.
+    func testTimesFarAwayEndChunksAndAreRefusedByTheReader() throws {
+        let path = tempPath("far")
+        defer { unlink(path) }
+        let w = try RecordingWriter(path: path, metadata: metadata())
+        var far = syntheticRecords(windows: 1, perWindow: 100)
+        far[50].timestampNs = .max - 10
+        far[51].timestampNs = .max
+        w.append(RecordColumns(far))
+        XCTAssertEqual(w.recordsWritten, 100)
+        try w.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: TracerCounters(), softirqRunNs: []),
+                                  durationSeconds: 1, softirq: .disabled))
+        let contents = try RecordingReader.read(path: path) { _ in }
+        XCTAssertEqual(contents.records, 50)
+        XCTAssertTrue(contents.cutShort?.contains("windows after the start") ?? false, contents.cutShort ?? "not cut")
+        XCTAssertNoThrow(try RecordedTrace(path: path))
     }
 
     /// Files of format version 1 (zlib chunks) still read, to the same records.
