@@ -295,6 +295,7 @@ public struct TraceAggregate: Sendable {
     /// Decodes and adds every record in a batch of raw kernel records; returns them
     /// (for a live trace's recording). Batches from the kernel share a numbering of
     /// flows and hops, started anew past `flowsNumbered` flows so its tables stay bounded.
+    /// A record of unknown kind (an ABI mismatch: then all are) refuses the whole batch.
     @discardableResult
     public mutating func add(batch raw: UnsafeRawBufferPointer) throws(RecordDecodingError) -> RecordColumns {
         if kernelNumbering.flowCount > Self.flowsNumbered { kernelNumbering = RecordNumbering() }

@@ -89,7 +89,8 @@ public struct WindowedAggregate: Sendable {
             }
             if !deliveries.isEmpty {
                 // a delivery belongs to the hop that brought the packet to its device
-                // (its own key, from the device to itself, until that hop is seen)
+                // (its own key, from the device to itself, until that hop is seen; a
+                // device with two traced hops into it gets them at the first seen)
                 let device = c.hops[id].to
                 let h = hopKeys.firstIndex { $0.to == device && $0.from != device } ?? hop(c.hops[id])
                 for (w, run) in windowRuns(deliveries, c, hop: h) {
