@@ -41,6 +41,26 @@ func metadata(start: UInt64 = 1_000_000_000_000, windowNs: UInt64 = 1_000_000_00
                              softirq: false, names: names)
 }
 
+/// The chunks of a recording's bytes, as their headers say: where each starts, its
+/// type, and its payload (stored bytes decompressed from zstd).
+func chunks(of bytes: [UInt8]) throws -> [(at: Int, type: UInt8, payload: [UInt8])] {
+    var out: [(at: Int, type: UInt8, payload: [UInt8])] = []
+    var at = RecordingFormat.fileHeaderBytes
+    while at < bytes.count {
+        var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
+        _ = try r.u32()
+        let type = try r.u8()
+        XCTAssertEqual(try r.u8(), RecordingFormat.Codec.zstd.rawValue)
+        _ = try r.u16()
+        let stored = Int(try r.u32()), raw = Int(try r.u32())
+        let start = at + RecordingFormat.chunkHeaderBytes
+        out.append((at, type, try Zstd.decompress(Array(bytes[start..<(start + stored)]), rawLength: raw)))
+        at = start + stored
+    }
+    XCTAssertEqual(at, bytes.count)
+    return out
+}
+
 func tempPath(_ name: String) -> String {
     NSTemporaryDirectory() + "hoptrace-test-\(getpid())-\(UUID().uuidString.prefix(8))-\(name)"
 }
@@ -180,26 +200,17 @@ final class RecordingTests: XCTestCase {
         var out = Array(bytes.prefix(RecordingFormat.fileHeaderBytes))
         out[8] = 1
         out[9] = 0
-        var at = RecordingFormat.fileHeaderBytes
-        while at < bytes.count {
-            var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
-            _ = try r.u32()
-            let type = try r.u8()
-            XCTAssertEqual(try r.u8(), RecordingFormat.Codec.zstd.rawValue)
-            _ = try r.u16()
-            let stored = Int(try r.u32()), raw = Int(try r.u32())
-            let payload = try Zstd.decompress(Array(bytes[(at + 20)..<(at + 20 + stored)]), rawLength: raw)
-            let deflated = Zlib.compress(payload)
+        for chunk in try chunks(of: bytes) {
+            let deflated = Zlib.compress(chunk.payload)
             var w = ByteWriter()
             w.u32(RecordingFormat.chunkMagic)
-            w.u8(type)
+            w.u8(chunk.type)
             w.u8(RecordingFormat.Codec.zlib.rawValue)
             w.u16(0)
             w.u32(UInt32(deflated.count))
-            w.u32(UInt32(raw))
+            w.u32(UInt32(chunk.payload.count))
             w.u32(Zlib.crc32(deflated))
             out += w.bytes + deflated
-            at += RecordingFormat.chunkHeaderBytes + stored
         }
         try Data(out).write(to: URL(fileURLWithPath: old))
         var fromOld: [HopRecord] = [], fromNew: [HopRecord] = []
@@ -284,27 +295,18 @@ final class RecordingTests: XCTestCase {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         // chunk boundaries, from the headers
         var boundaries: [Int] = [RecordingFormat.fileHeaderBytes]
-        var at = RecordingFormat.fileHeaderBytes
-        var recordsBefore: [Int: UInt64] = [at: 0]
+        var recordsBefore: [Int: UInt64] = [RecordingFormat.fileHeaderBytes: 0]
         var seen: UInt64 = 0
-        while at < bytes.count {
-            var r = ByteReader(Array(bytes[at..<(at + RecordingFormat.chunkHeaderBytes)]))
-            _ = try r.u32()
-            let type = try r.u8()
-            XCTAssertEqual(try r.u8(), RecordingFormat.Codec.zstd.rawValue)
-            _ = try r.u16()
-            let stored = Int(try r.u32())
-            let raw = Int(try r.u32())
-            if type == RecordingFormat.ChunkType.records.rawValue {
-                let payload = try Zstd.decompress(Array(bytes[(at + 20)..<(at + 20 + stored)]), rawLength: raw)
-                var pr = ByteReader(payload)
+        let all = try chunks(of: bytes)
+        for (i, chunk) in all.enumerated() {
+            if chunk.type == RecordingFormat.ChunkType.records.rawValue {
+                var pr = ByteReader(chunk.payload)
                 seen += try pr.varint()
             }
-            at += RecordingFormat.chunkHeaderBytes + stored
-            boundaries.append(at)
-            recordsBefore[at] = seen
+            let end = i + 1 < all.count ? all[i + 1].at : bytes.count
+            boundaries.append(end)
+            recordsBefore[end] = seen
         }
-        XCTAssertEqual(at, bytes.count)
         XCTAssertGreaterThan(boundaries.count, 8)
         let cutPath = tempPath("cut")
         defer { unlink(cutPath) }
