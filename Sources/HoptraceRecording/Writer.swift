@@ -124,13 +124,19 @@ public final class RecordingWriter: RecordSink, @unchecked Sendable {
         try writeAll(Self.stored(type, raw))
     }
 
-    /// A chunk as it is stored: header, then the compressed payload.
-    private static func stored(_ type: RecordingFormat.ChunkType, _ raw: [UInt8]) -> [UInt8] {
-        let stored = Zstd.compress(raw, level: Self.compressionLevel)
+    /// A chunk as it is stored: header, then the compressed payload (zlib only for
+    /// the tests' version 1 files).
+    static func stored(_ type: RecordingFormat.ChunkType, _ raw: [UInt8],
+                       codec: RecordingFormat.Codec = .zstd) -> [UInt8] {
+        let stored = switch codec {
+        case .zstd: Zstd.compress(raw, level: Self.compressionLevel)
+        case .zlib: Zlib.compress(raw, level: 3)
+        case .raw: raw
+        }
         var h = ByteWriter()
         h.u32(RecordingFormat.chunkMagic)
         h.u8(type.rawValue)
-        h.u8(RecordingFormat.Codec.zstd.rawValue)
+        h.u8(codec.rawValue)
         h.u16(0)
         h.u32(UInt32(stored.count))
         h.u32(UInt32(raw.count))

@@ -201,16 +201,7 @@ final class RecordingTests: XCTestCase {
         out[8] = 1
         out[9] = 0
         for chunk in try chunks(of: bytes) {
-            let deflated = Zlib.compress(chunk.payload)
-            var w = ByteWriter()
-            w.u32(RecordingFormat.chunkMagic)
-            w.u8(chunk.type)
-            w.u8(RecordingFormat.Codec.zlib.rawValue)
-            w.u16(0)
-            w.u32(UInt32(deflated.count))
-            w.u32(UInt32(chunk.payload.count))
-            w.u32(Zlib.crc32(deflated))
-            out += w.bytes + deflated
+            out += RecordingWriter.stored(RecordingFormat.ChunkType(rawValue: chunk.type)!, chunk.payload, codec: .zlib)
         }
         try Data(out).write(to: URL(fileURLWithPath: old))
         var fromOld: [HopRecord] = [], fromNew: [HopRecord] = []
