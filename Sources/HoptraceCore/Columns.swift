@@ -22,7 +22,8 @@ public struct RecordColumns: Sendable {
     public var gsoSegments: [UInt16] = [], cpu: [UInt16] = [], hopIndex: [UInt16] = []
     public var flowIDs: [Int32] = []
     public var hopIDs: [Int32] = []
-    /// The numbering's tables as they stood after this batch (they only grow).
+    /// The tables the ids index: the numbering's as they stood after this batch (they
+    /// only grow), or, for a recording's chunk (numbered on its own), the ones it uses.
     public var flows: [FlowKey] = []
     public var hops: [HopKey] = []
 
@@ -91,9 +92,6 @@ public struct RecordColumns: Sendable {
 public struct RecordNumbering: Sendable {
     private static let sources = Atomic<Int>(0)
 
-    /// A number no other numbering in this process has.
-    public static func unique() -> Int { sources.add(1, ordering: .relaxed).newValue }
-
     public let numbering: Int
     public private(set) var flows: [FlowKey] = []
     public private(set) var hops: [HopKey] = []
@@ -110,7 +108,8 @@ public struct RecordNumbering: Sendable {
 
     /// `shared`: the ids stay the same across batches (the aggregates may cache by them).
     public init(shared: Bool = true) {
-        numbering = shared ? Self.unique() : 0
+        // a number no other numbering in this process has
+        numbering = shared ? Self.sources.add(1, ordering: .relaxed).newValue : 0
     }
 
     /// The id of `flow`, numbering it if new.
