@@ -71,7 +71,8 @@ int main(int argc, char **argv)
 	int is_live = argc > 2 && !strcmp(argv[1], "live");
 	int rounds = argc > 1 && !is_live ? atoi(argv[1]) : 5;
 	int per_round = argc > 2 ? atoi(argv[2]) : 60000; /* fits one CPU's ring */
-	struct ht_knobs knobs = { .sample_every = 1 };
+	struct ht_knobs knobs = { .sample_every = 1, .packet_sets = 1 << 14, .wakeup_bytes = 256 << 10,
+				  .max_state_age_ns = 10000000000ULL, .ring_bytes_per_cpu = 8 << 20 };
 	struct ht_tracer *t;
 	struct ring_buffer *rb = NULL;
 	struct ht_error err;

@@ -50,9 +50,8 @@ const volatile __u32 pkt_set_mask = 0; /* sets in `pkts` - 1 (a power of two - 1
 const volatile __u32 hooks_only = 0;
 
 enum pkt_phase {
-	P_NEW = 0,     /* tracking just started at a tcx egress: next queue starts hop 0 */
 	P_ARRIVED = 1, /* received in a namespace: next queue is a forward, or delivery */
-	P_QUEUED = 2,
+	P_QUEUED = 2,  /* queued on a device (its tcx egress, or net_dev_queue on an untraced one) */
 	P_XMIT = 3,
 	P_RX = 4,
 	P_DONE = 5,    /* delivered to the application */
@@ -65,13 +64,13 @@ struct pkt {
 	__u64 t_xmit;
 	__u64 t_rx;
 	__u32 fp;       /* fingerprint of the packet's headers (IP id, TCP seq / UDP checksum) */
-	__u32 sent_netns;   /* after arrival: where the last hop left from (for drops there) */
+	__u32 sent_netns;   /* after arrival: where the last hop left from (drops and deliveries) */
 	__u32 sent_ifindex;
 	/* in the first cache line with head: every hook that finds the packet reads them,
 	 * and consume_skb reads nothing else */
 	__u8 phase;
 	__u8 flags;
-	__u8 traced_egress; /* this hop started at the tcx egress of a device we trace */
+	__u8 traced_egress; /* this hop was queued at the tcx egress of a device we trace */
 	__u8 pad;
 	__u32 netns;    /* where the packet is: sending netns while in flight, arrival netns after */
 	__u32 ifindex;
@@ -388,11 +387,27 @@ static __always_inline __u32 parse_flow(struct __sk_buff *ctx, struct ht_flow_ke
 	return mix * 2654435761u;
 }
 
-/* Start following the packet in `ctx` unless it is already followed. A tcx hook
- * also sees packets we follow (forwarded to the next device), so an existing entry
- * counts only if its fingerprint matches: the slab hands a freed skb's address, and
- * often its head, to the next packet within microseconds, and UDP frees skbs
- * without a tracepoint we can see. */
+/* The next hop starts: the packet, arrived in a namespace, is queued on device
+ * `ifindex` there (forwarded by a bridge or routing). */
+static __always_inline void forward_queued(struct pkt *p, __u64 now, __u32 ifindex, __u8 traced_egress)
+{
+	p->forward_ns = elapsed(now, p->t_start);
+	p->flags |= HT_F_FORWARDED;
+	p->ifindex = ifindex;
+	p->t_queue = now;
+	p->traced_egress = traced_egress;
+	p->phase = P_QUEUED;
+}
+
+/* The packet in `ctx` at a traced device: queued there (egress, `phase`
+ * P_QUEUED) or arrived there from a path we do not follow (ingress, P_ARRIVED).
+ * Egress is where a hop starts: tcx egress runs just before the kernel's
+ * net_dev_queue tracepoint, so on traced devices it does that hook's work and the
+ * tracepoint is only attached where a hop can start on an untraced device (one
+ * hook firing less per hop). A tcx hook also sees packets we follow (forwarded to
+ * the next device), so an existing entry counts only if its fingerprint matches:
+ * the slab hands a freed skb's address, and often its head, to the next packet
+ * within microseconds, and UDP frees skbs without a tracepoint we can see. */
 static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
@@ -401,7 +416,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	struct ht_flow_key flow = {};
 	struct pkt_ref r = find(key);
 	struct pkt *old = r.set ? pkt_of(r) : NULL, *p;
-	__u32 hash, netns;
+	__u32 hash, netns, sent_netns = 0, sent_ifindex = 0;
 	__u16 hop_index = 0;
 	__u8 flags = HT_F_FIRST_HOP, same;
 
@@ -420,16 +435,19 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	if (old) {
 		same = old->fp == hash && old->head == (__u64)skb->head &&
 		       elapsed(now, *last_of(r)) <= max_state_age_ns;
-		if (same && old->netns == netns && (old->phase == P_NEW || old->phase == P_ARRIVED)) {
-			old->traced_egress = phase == P_NEW;
+		if (same && old->netns == netns && old->phase == P_ARRIVED) {
 			*last_of(r) = now;
+			if (phase == P_QUEUED) /* forwarded: the next hop starts here */
+				forward_queued(old, now, ctx->ifindex, 1);
 			return;
 		}
-		if (same && old->netns != netns && (old->phase == P_NEW || in_hop(old))) {
+		if (same && old->netns != netns && in_hop(old)) {
 			/* still the same packet, one hop further than we saw: follow it on */
 			hop_unseen(old);
 			flags = old->flags;
 			hop_index = old->hop_index;
+			sent_netns = old->netns;
+			sent_ifindex = old->ifindex;
 		} else {
 			count(HT_CTR_STALE);
 		}
@@ -448,12 +466,12 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	/* every field: the way may hold another packet's leftovers */
 	p->head = (__u64)skb->head;
 	p->t_start = now;
-	p->t_queue = 0;
+	p->t_queue = now;
 	p->t_xmit = 0;
 	p->t_rx = 0;
 	p->fp = hash;
-	p->sent_netns = 0;
-	p->sent_ifindex = 0;
+	p->sent_netns = sent_netns;
+	p->sent_ifindex = sent_ifindex;
 	p->netns = netns;
 	p->ifindex = ctx->ifindex;
 	p->len = ctx->len;
@@ -461,7 +479,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p->gso_segs = ctx->gso_segs ? ctx->gso_segs : 1;
 	p->hop_index = hop_index;
 	p->phase = phase;
-	p->traced_egress = phase == P_NEW;
+	p->traced_egress = phase == P_QUEUED;
 	p->flags = (flags & HT_F_FIRST_HOP) | (flow.family == 6 ? HT_F_IPV6 : 0);
 	p->flow = flow;
 	*last_of(r) = now;
@@ -512,7 +530,7 @@ int ht_tcx_egress(struct __sk_buff *ctx)
 {
 	if (hooks_only)
 		return TCX_NEXT;
-	track(ctx, P_NEW);
+	track(ctx, P_QUEUED);
 	return TCX_NEXT; /* never alter or drop traffic */
 }
 
@@ -527,6 +545,8 @@ int ht_tcx_ingress(struct __sk_buff *ctx)
 	return TCX_NEXT;
 }
 
+/* Attached only where a hop can start on a device we do not trace (a selection
+ * that leaves veths untraced): on traced devices tcx egress has done this. */
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 {
@@ -537,7 +557,7 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 	struct pkt *p = lookup(skb, now, &r);
 	__u32 netns;
 
-	if (!p || (p->phase != P_NEW && p->phase != P_ARRIVED))
+	if (!p || p->phase != P_ARRIVED)
 		return 0;
 	/* a packet queued again is forwarded from the namespace it arrived in, with
 	 * the length (L2 header included) it started with; anything else is a new
@@ -548,15 +568,7 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 		forget(r);
 		return 0;
 	}
-	if (p->phase == P_ARRIVED) {
-		p->forward_ns = elapsed(now, p->t_start);
-	} else {
-		p->forward_ns = 0;
-		p->t_start = now; /* hop 0 starts here: record ts + total is then the arrival */
-	}
-	p->ifindex = skb->dev->ifindex;
-	p->t_queue = now;
-	p->phase = P_QUEUED;
+	forward_queued(p, now, skb->dev->ifindex, 0);
 	return 0;
 }
 
@@ -622,8 +634,9 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 		return 0;
 	netns = dev_netns(skb->dev);
 	ifindex = skb->dev->ifindex;
-	if ((p->phase == P_NEW || p->phase == P_QUEUED) && netns != p->netns) {
-		/* arrived, but its queue/xmit hooks did not run: the hop is lost */
+	if ((p->phase == P_QUEUED || p->phase == P_ARRIVED) && netns != p->netns) {
+		/* arrived in another namespace, but its xmit (or queue: a device we do
+		 * not trace, net_dev_queue not attached) hooks did not run: hop lost */
 		hop_unseen(p);
 		goto arrived;
 	}
@@ -641,6 +654,7 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 	p->hop_index++;
 	p->flags &= ~HT_F_FIRST_HOP;
 arrived:
+	p->flags &= ~HT_F_FORWARDED;
 	p->sent_netns = p->netns;
 	p->sent_ifindex = p->ifindex;
 	p->netns = netns;
@@ -663,7 +677,9 @@ int BPF_PROG(ht_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 
 	if (!p || p->phase != P_ARRIVED || p->hop_index == 0)
 		return 0;
-	emit(p, HT_REC_DELIVER, p->netns, p->ifindex, p->netns, p->ifindex, 0, 0, 0, elapsed(now, p->t_start), p->flags);
+	/* under the hop that brought it: from where that hop left */
+	emit(p, HT_REC_DELIVER, p->sent_netns ? p->sent_netns : p->netns, p->sent_netns ? p->sent_ifindex : p->ifindex,
+	     p->netns, p->ifindex, 0, 0, 0, elapsed(now, p->t_start), p->flags);
 	p->phase = P_DONE;
 	return 0;
 }
@@ -685,7 +701,7 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 	if (!r.set)
 		return 0;
 	p = pkt_of(r);
-	if (p->traced_egress && (p->phase == P_NEW || p->phase == P_QUEUED))
+	if (p->traced_egress && p->phase == P_QUEUED)
 		hop_unseen(p);
 	forget(r);
 	return 0;
@@ -717,7 +733,7 @@ int BPF_PROG(ht_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 			at_netns = dev_netns(dev);
 			at_ifindex = dev->ifindex;
 		}
-		if (p->phase == P_NEW || p->phase == P_ARRIVED)
+		if (p->phase == P_ARRIVED)
 			p->t_start = now; /* dropped where it was: no time spent in flight */
 		if (p->phase == P_ARRIVED && p->hop_index > 0)
 			/* dropped by the stack after arrival: on the hop that brought it */

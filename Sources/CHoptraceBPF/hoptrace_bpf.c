@@ -87,17 +87,6 @@ size_t ht_record_size(void)
 	return sizeof(struct ht_hop_record);
 }
 
-/* Ring size per CPU: the total budget shared out, a power of two of at least
- * 1 MiB (a record per hop at the consumer's full rate fills that in 20 ms). */
-static size_t ring_size_per_cpu(size_t total, int ncpu)
-{
-	size_t per = 1UL << 20;
-
-	while (per * 2 * (size_t)ncpu <= total && per < (1UL << 30))
-		per <<= 1;
-	return per;
-}
-
 /* Before load: one ring buffer per CPU; the first is the template of the
  * `rings` array's values (its size is what the verifier checks against). */
 static int rings_create(struct ht_tracer *t, struct ht_error *err)
@@ -180,12 +169,27 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, args);
 }
 
+static int is_power_of_two(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
 int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_error *err)
 {
 	struct ht_tracer *t;
 	int rc;
 
 	*out = NULL;
+	if (!knobs->sample_every)
+		return fail(err, EINVAL, "ht_open(sample_every)");
+	if (!is_power_of_two(knobs->packet_sets) || knobs->packet_sets > (1u << 24))
+		return fail(err, EINVAL, "ht_open(packet_sets)");
+	if (!is_power_of_two(knobs->ring_bytes_per_cpu) || knobs->ring_bytes_per_cpu < (1u << 20))
+		return fail(err, EINVAL, "ht_open(ring_bytes_per_cpu)");
+	if (!knobs->wakeup_bytes || knobs->wakeup_bytes > knobs->ring_bytes_per_cpu)
+		return fail(err, EINVAL, "ht_open(wakeup_bytes)");
+	if (!knobs->max_state_age_ns)
+		return fail(err, EINVAL, "ht_open(max_state_age_ns)");
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return fail(err, ENOMEM, "calloc");
@@ -195,105 +199,59 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
 	t->skel = hoptrace_bpf__open();
 	if (!t->skel) {
 		rc = fail(err, errno, "bpf_object__open(embedded)");
-		free(t);
-		return rc;
+		goto fail;
 	}
-	t->skel->rodata->sample_every = knobs->sample_every ? knobs->sample_every : 1;
+	t->skel->rodata->sample_every = knobs->sample_every;
 	t->skel->rodata->min_latency_ns = knobs->min_latency_ns;
+	t->skel->rodata->wakeup_bytes = knobs->wakeup_bytes;
+	t->skel->rodata->max_state_age_ns = knobs->max_state_age_ns;
+	t->skel->rodata->pkt_set_mask = knobs->packet_sets - 1;
 	t->skel->rodata->hooks_only = knobs->hooks_only;
-	if (knobs->wakeup_bytes)
-		t->skel->rodata->wakeup_bytes = knobs->wakeup_bytes;
-	if (knobs->max_state_age_ns)
-		t->skel->rodata->max_state_age_ns = knobs->max_state_age_ns;
-	if (knobs->max_packets) {
-		uint32_t sets = 1;
-
-		while (sets * HT_PKT_WAYS < knobs->max_packets && sets < (1u << 24))
-			sets <<= 1;
-		t->skel->rodata->pkt_set_mask = sets - 1;
-		if ((rc = bpf_map__set_max_entries(t->skel->maps.pkts, sets))) {
-			ht_close(t);
-			return fail(err, rc, "bpf_map__set_max_entries(pkts)");
-		}
-	} else {
-		t->skel->rodata->pkt_set_mask = bpf_map__max_entries(t->skel->maps.pkts) - 1;
+	if ((rc = bpf_map__set_max_entries(t->skel->maps.pkts, knobs->packet_sets))) {
+		rc = fail(err, rc, "bpf_map__set_max_entries(pkts)");
+		goto fail;
 	}
 	t->nrings = libbpf_num_possible_cpus();
 	if (t->nrings <= 0) {
-		rc = t->nrings;
-		ht_close(t);
-		return fail(err, rc, "libbpf_num_possible_cpus");
+		rc = fail(err, t->nrings, "libbpf_num_possible_cpus");
+		goto fail;
 	}
-	t->ring_size = ring_size_per_cpu(knobs->ring_bytes ? knobs->ring_bytes : 16UL << 20, t->nrings);
-	/* a wake-up before a ring is a quarter full, whatever was asked */
-	if (t->skel->rodata->wakeup_bytes > t->ring_size / 4)
-		t->skel->rodata->wakeup_bytes = t->ring_size / 4;
-	rc = rings_create(t, err);
-	if (rc) {
-		ht_close(t);
-		return rc;
+	t->ring_size = knobs->ring_bytes_per_cpu;
+	if ((rc = rings_create(t, err)))
+		goto fail;
+	if ((rc = hoptrace_bpf__load(t->skel))) {
+		rc = fail(err, rc, "bpf_object__load");
+		goto fail;
 	}
-	rc = hoptrace_bpf__load(t->skel);
-	if (rc) {
-		ht_close(t);
-		return fail(err, rc, "bpf_object__load");
-	}
-	rc = rings_install(t, err);
-	if (rc) {
-		ht_close(t);
-		return rc;
-	}
+	if ((rc = rings_install(t, err)))
+		goto fail;
 	*out = t;
 	ok(err);
 	return 0;
+fail:
+	/* the one cleanup path: ht_close frees whatever was made so far */
+	ht_close(t);
+	return rc;
 }
 
-/* Attach tp_btf programs, keeping their links for ht_close. */
-static int attach_programs(struct ht_tracer *t, struct bpf_program **progs, size_t n, struct ht_error *err)
+int ht_attach_program(struct ht_tracer *t, const char *name, struct ht_error *err)
 {
+	struct bpf_program *prog = bpf_object__find_program_by_name(t->skel->obj, name);
+	struct bpf_link *link;
 	char call[64];
 
-	for (size_t i = 0; i < n; i++) {
-		struct bpf_link *link;
-		if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
-			return fail(err, E2BIG, "attach(too many links)");
-		link = bpf_program__attach(progs[i]);
-		if (!link) {
-			snprintf(call, sizeof(call), "bpf_program__attach(%s)", bpf_program__name(progs[i]));
-			return fail(err, errno, call);
-		}
-		t->tp_links[t->ntp_links++] = link;
+	if (!prog)
+		return fail(err, ENOENT, "bpf_object__find_program_by_name");
+	if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
+		return fail(err, E2BIG, "attach(too many links)");
+	link = bpf_program__attach(prog);
+	if (!link) {
+		snprintf(call, sizeof(call), "bpf_program__attach(%s)", name);
+		return fail(err, errno, call);
 	}
+	t->tp_links[t->ntp_links++] = link;
 	ok(err);
 	return 0;
-}
-
-int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err)
-{
-	struct bpf_program *progs[] = {
-		t->skel->progs.ht_net_dev_queue,
-		t->skel->progs.ht_net_dev_start_xmit,
-		t->skel->progs.ht_netif_rx,
-		t->skel->progs.ht_napi_gro_receive_entry,
-		t->skel->progs.ht_netif_receive_skb,
-		t->skel->progs.ht_skb_copy_datagram_iovec,
-		t->skel->progs.ht_consume_skb,
-		t->skel->progs.ht_kfree_skb,
-	};
-
-	return attach_programs(t, progs, sizeof(progs) / sizeof(progs[0]), err);
-}
-
-int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err)
-{
-	struct bpf_program *progs[] = {
-		t->skel->progs.ht_softirq_raise,
-		t->skel->progs.ht_softirq_entry,
-		t->skel->progs.ht_softirq_exit,
-		t->skel->progs.ht_napi_poll,
-	};
-
-	return attach_programs(t, progs, sizeof(progs) / sizeof(progs[0]), err);
 }
 
 int ht_num_cpus(void)
@@ -646,6 +604,7 @@ void ht_close(struct ht_tracer *t)
 	if (t->epoll_fd >= 0)
 		close(t->epoll_fd);
 	rings_destroy(t);
-	hoptrace_bpf__destroy(t->skel);
+	if (t->skel)
+		hoptrace_bpf__destroy(t->skel);
 	free(t);
 }

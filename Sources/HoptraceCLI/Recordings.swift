@@ -162,11 +162,10 @@ struct ExportCommand: ParsableCommand {
             handle = h
         }
         var writer: Export.Writer?
-        let reasons = DropReasons.running()
         let contents: RecordingContents
         do {
             contents = try RecordingReader.read(path: file) { r in writer?.add(r) } metadataHook: { m in
-                writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, reasons: reasons)
+                writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, reasons: m.reasons())
             }
         } catch {
             fail("\(file): \(error)")

@@ -19,44 +19,65 @@ public struct DropKey: Hashable, Sendable {
     public var reason: UInt32
 }
 
-/// Latencies of one hop: each segment and the hop's total.
-public struct HopStats: Sendable {
+/// Latencies of one hop: each segment it crossed and the hop's total. The one
+/// aggregation of hop records: the whole run, each window of a recording, the
+/// flight recorder and the agent all add records through `add`, so their figures
+/// agree exactly (a whole run is the merge of its windows).
+public struct HopStats: Sendable, Equatable {
+    /// By `Segment.rawValue`; a segment no record crossed has count 0 (reports leave it out).
     public var segments: [Histogram]
-    public var total = Histogram()
+    /// forward + qdisc + veth + backlog of each hop record (delivery is its own segment).
+    public var total: Histogram
     /// Backlog waits by the CPU that ran NET_RX for them (index: CPU), joined with
-    /// that CPU's softirq figures in the report.
+    /// that CPU's softirq figures in the report. Kept only when asked for (`byCPU`).
     public var backlogByCPU: [Histogram] = []
     /// Wire packets (GSO segments) that completed this hop.
     public var packets: UInt64 = 0
+    /// Hop records (skbs) of this hop.
     public var records: UInt64 = 0
+    public let byCPU: Bool
 
-    public init() {
-        segments = Array(repeating: Histogram(), count: Segment.allCases.count)
+    public init(precisionBits: Int = 7, byCPU: Bool = false) {
+        segments = Array(repeating: Histogram(precisionBits: precisionBits), count: Segment.allCases.count)
+        total = Histogram(precisionBits: precisionBits)
+        self.byCPU = byCPU
     }
 
-    /// Adds `rows` of `c`, hop records of this hop, a segment at a time.
-    mutating func add(_ c: RecordColumns, rows: ArraySlice<Int32>, gather: Gather) {
+    public var precisionBits: Int { total.precisionBits }
+
+    /// The segment's latencies, or nil if no record crossed it.
+    public func segment(_ s: Segment) -> Histogram? { segments[s.rawValue].count > 0 ? segments[s.rawValue] : nil }
+
+    /// Adds `hops` (hop records of this hop) and `deliveries` (delivery records of
+    /// packets it brought) of `c`, a segment at a time.
+    public mutating func add(_ c: RecordColumns, hops rows: ArraySlice<Int32>, deliveries: ArraySlice<Int32>,
+                             gather: Gather) {
+        if !deliveries.isEmpty {
+            gather.run(deliveries, into: &segments[Segment.deliver.rawValue]) { UInt64(c.lastSlot[$0]) }
+        }
+        guard !rows.isEmpty else { return }
         records += UInt64(rows.count)
         for r in rows { packets += UInt64(c.gsoSegments[Int(r)]) }
-        gather.run(rows, into: &segments[Segment.forward.rawValue]) { UInt64(c.forwardNs[$0]) }
-        gather.run(rows, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
-        gather.run(rows, into: &segments[Segment.veth.rawValue], where: { !c.flags($0).contains(.noRx) }) {
-            UInt64(c.vethNs[$0])
+        gather.run(rows, into: &segments[Segment.forward.rawValue], where: { c.crossed(.forward, $0) }) {
+            UInt64(c.forwardNs[$0])
         }
+        gather.run(rows, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
+        gather.run(rows, into: &segments[Segment.veth.rawValue], where: { c.crossed(.veth, $0) }) { UInt64(c.vethNs[$0]) }
         gather.run(rows, into: &segments[Segment.backlog.rawValue]) { UInt64(c.backlogNs[$0]) }
         gather.run(rows, into: &total) { c.totalNs($0) }
+        guard byCPU else { return }
         let cpus = (rows.lazy.map { Int(c.cpu[Int($0)]) }.max() ?? 0) + 1
         if cpus > backlogByCPU.count {
             backlogByCPU.append(contentsOf: repeatElement(Histogram(precisionBits: 5), count: cpus - backlogByCPU.count))
         }
-        let byCPU = RecordColumns.group(count: rows.count, keys: cpus) { Int(c.cpu[Int(rows[rows.startIndex + $0])]) }
-        for cpu in 0..<cpus where byCPU.starts[cpu] < byCPU.starts[cpu + 1] {
-            let positions = byCPU.rows[byCPU.starts[cpu]..<byCPU.starts[cpu + 1]]
+        let onCPU = RecordColumns.group(count: rows.count, keys: cpus) { Int(c.cpu[Int(rows[rows.startIndex + $0])]) }
+        for cpu in 0..<cpus where onCPU.starts[cpu] < onCPU.starts[cpu + 1] {
+            let positions = onCPU.rows[onCPU.starts[cpu]..<onCPU.starts[cpu + 1]]
             gather.run(positions, into: &backlogByCPU[cpu]) { UInt64(c.backlogNs[Int(rows[rows.startIndex + $0])]) }
         }
     }
 
-    mutating func merge(_ o: HopStats) {
+    public mutating func merge(_ o: HopStats) {
         for i in segments.indices { segments[i].merge(o.segments[i]) }
         total.merge(o.total)
         for (cpu, h) in o.backlogByCPU.enumerated() {
@@ -64,6 +85,17 @@ public struct HopStats: Sendable {
         }
         packets += o.packets
         records += o.records
+    }
+
+    /// The same figures at a coarser precision (exact: each coarser bucket is a
+    /// union of finer ones), e.g. a whole run's to compare with its windows'.
+    public func reduced(toPrecision bits: Int) -> HopStats {
+        var r = HopStats(precisionBits: bits)
+        r.segments = segments.map { $0.reduced(toPrecision: bits) }
+        r.total = total.reduced(toPrecision: bits)
+        r.packets = packets
+        r.records = records
+        return r
     }
 }
 
@@ -216,13 +248,67 @@ public struct FlowTable: Sendable {
     public var histogramBytes: Int { stats.reduce(folded.hopTotal.footprintBytes) { $0 + $1.hopTotal.footprintBytes } }
 }
 
+/// Hops and their figures (`HopStats`), found by key: the per-hop half of every
+/// aggregate (a whole run, a flight recorder's window, the agent's windows).
+public struct HopTable: Sendable {
+    public private(set) var keys: [HopKey] = []
+    public private(set) var stats: [HopStats] = []
+    private var index: [HopKey: Int] = [:]
+    /// Slots by the hops' ids in `numbering` (-1: not looked up yet): most batches
+    /// find a hop's slot with one array read.
+    private var slotByID: [Int32] = []
+    private var numbering = 0
+    public let precisionBits: Int
+    public let byCPU: Bool
+
+    public init(precisionBits: Int = 7, byCPU: Bool = false) {
+        self.precisionBits = precisionBits
+        self.byCPU = byCPU
+    }
+
+    public var isEmpty: Bool { keys.isEmpty }
+
+    public subscript(hop: HopKey) -> HopStats? { index[hop].map { stats[$0] } }
+
+    /// Adds the hop records and deliveries of a batch, grouped by hop.
+    public mutating func add(_ c: RecordColumns, byHop: HopRows, gather: Gather) {
+        if c.numbering == 0 || c.numbering != numbering {
+            numbering = c.numbering
+            slotByID.removeAll(keepingCapacity: true)
+        }
+        for id in c.hops.indices {
+            let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
+            if hopRows.isEmpty && deliveries.isEmpty { continue }
+            stats[slot(id, c)].add(c, hops: hopRows, deliveries: deliveries, gather: gather)
+        }
+    }
+
+    /// The slot of hop `id` of `c`, added if new.
+    private mutating func slot(_ id: Int, _ c: RecordColumns) -> Int {
+        if id < slotByID.count, slotByID[id] >= 0 { return Int(slotByID[id]) }
+        let slot = slot(c.hops[id])
+        if id >= slotByID.count { slotByID.append(contentsOf: repeatElement(-1, count: id + 1 - slotByID.count)) }
+        slotByID[id] = Int32(slot)
+        return slot
+    }
+
+    private mutating func slot(_ key: HopKey) -> Int {
+        if let i = index[key] { return i }
+        index[key] = keys.count
+        keys.append(key)
+        stats.append(HopStats(precisionBits: precisionBits, byCPU: byCPU))
+        return keys.count - 1
+    }
+
+    /// Adds what another table saw (of other records).
+    public mutating func merge(_ o: HopTable) {
+        for (key, s) in zip(o.keys, o.stats) { stats[slot(key)].merge(s) }
+    }
+}
+
 /// Everything a trace has seen so far: per hop, per segment, per flow.
 public struct TraceAggregate: Sendable {
-    public private(set) var hopKeys: [HopKey] = []
-    public private(set) var hops: [HopStats] = []
-    private var hopIndex: [HopKey: Int] = [:]
-    /// Delivery to the application, by the device the packet arrived on.
-    public private(set) var deliveries: [Endpoint: Histogram] = [:]
+    public private(set) var hops = HopTable(byCPU: true)
     /// Dropped wire packets by where they were going and the kernel's reason.
     public private(set) var drops: [DropKey: UInt64] = [:]
     public private(set) var flows: FlowTable
@@ -231,9 +317,6 @@ public struct TraceAggregate: Sendable {
     public private(set) var packetsFollowed: UInt64 = 0
     public private(set) var firstNs: UInt64 = .max
     public private(set) var lastNs: UInt64 = 0
-    /// Slots in `hops` by the hops' ids in `numbering` (-1: not looked up yet).
-    private var hopSlotByID: [Int32] = []
-    private var numbering = 0
     /// Numbers the flows and hops of raw batches from the kernel.
     private var kernelNumbering = RecordNumbering()
 
@@ -247,10 +330,6 @@ public struct TraceAggregate: Sendable {
     public mutating func add(_ c: RecordColumns, byHop: HopRows? = nil) {
         let n = c.count
         guard n > 0 else { return }
-        if c.numbering == 0 || c.numbering != numbering {
-            numbering = c.numbering
-            hopSlotByID.removeAll(keepingCapacity: true)
-        }
         records += UInt64(n)
         for i in 0..<n {
             if c.kindFlags[i] & HopRecord.Flags.firstHop.rawValue != 0 { packetsFollowed += 1 }
@@ -260,36 +339,11 @@ public struct TraceAggregate: Sendable {
         }
         flows.add(c)
         let byHop = byHop ?? HopRows(c)
-        let gather = Gather(capacity: c.count)
-        for id in c.hops.indices {
-            let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
-            if !hopRows.isEmpty { hops[hopSlot(id, c)].add(c, rows: hopRows, gather: gather) }
-            if !deliveries.isEmpty {
-                gather.run(deliveries, into: &self.deliveries[c.hops[id].to, default: Histogram()]) { UInt64(c.lastSlot[$0]) }
-            }
-        }
+        hops.add(c, byHop: byHop, gather: Gather(capacity: c.count))
         for r in byHop.drops {
             let i = Int(r)
             drops[DropKey(hop: c.hops[Int(c.hopIDs[i])], reason: c.lastSlot[i]), default: 0] += UInt64(c.gsoSegments[i])
         }
-    }
-
-    /// The slot in `hops` of hop `id` of `c`, added if new.
-    private mutating func hopSlot(_ id: Int, _ c: RecordColumns) -> Int {
-        if id < hopSlotByID.count, hopSlotByID[id] >= 0 { return Int(hopSlotByID[id]) }
-        let key = c.hops[id]
-        let slot: Int
-        if let i = hopIndex[key] {
-            slot = i
-        } else {
-            slot = hops.count
-            hopIndex[key] = slot
-            hopKeys.append(key)
-            hops.append(HopStats())
-        }
-        if id >= hopSlotByID.count { hopSlotByID.append(contentsOf: repeatElement(-1, count: id + 1 - hopSlotByID.count)) }
-        hopSlotByID[id] = Int32(slot)
-        return slot
     }
 
     /// Decodes and adds every record in a batch of raw kernel records; returns them
@@ -306,20 +360,11 @@ public struct TraceAggregate: Sendable {
 
     static let flowsNumbered = 100_000
 
-    public subscript(hop: HopKey) -> HopStats? { hopIndex[hop].map { hops[$0] } }
+    public subscript(hop: HopKey) -> HopStats? { hops[hop] }
 
     /// Adds what another aggregate saw (of other records: reading a file on several threads).
     public mutating func merge(_ o: TraceAggregate) {
-        for (key, stats) in zip(o.hopKeys, o.hops) {
-            if let i = hopIndex[key] {
-                hops[i].merge(stats)
-            } else {
-                hopIndex[key] = hops.count
-                hopKeys.append(key)
-                hops.append(stats)
-            }
-        }
-        for (device, h) in o.deliveries { deliveries[device, default: Histogram()].merge(h) }
+        hops.merge(o.hops)
         for (drop, n) in o.drops { drops[drop, default: 0] += n }
         flows.merge(o.flows)
         records += o.records

@@ -93,4 +93,11 @@ public struct DropReasons: Sendable {
     }
 
     public func name(_ reason: UInt32) -> String { names[reason] ?? "reason \(reason)" }
+
+    /// The running kernel's release (uname -r), which the reasons belong to.
+    public static func runningKernel() -> String {
+        var uts = utsname()
+        uname(&uts)
+        return withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
 }

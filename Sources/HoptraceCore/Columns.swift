@@ -47,6 +47,12 @@ public struct RecordColumns: Sendable {
     @inlinable @inline(__always) public func kind(_ i: Int) -> HopRecord.Kind { HopRecord.Kind(rawValue: kindFlags[i] >> 4) ?? .hop }
     @inlinable @inline(__always) public func flags(_ i: Int) -> HopRecord.Flags { HopRecord.Flags(rawValue: kindFlags[i] & 0x0f) }
 
+    /// Whether record `i` crossed `segment` (`HopRecord.crossed`).
+    @inlinable @inline(__always)
+    public func crossed(_ segment: Segment, _ i: Int) -> Bool {
+        HopRecord.crossed(segment, kind: kind(i), flags: flags(i), forwardNs: forwardNs[i])
+    }
+
     /// All segments of record `i`, as `HopRecord.totalNs`.
     @inlinable @inline(__always)
     public func totalNs(_ i: Int) -> UInt64 {

@@ -103,6 +103,24 @@ public struct Histogram: Sendable, Equatable {
         _max = Swift.max(_max, other._max)
     }
 
+    /// The same values at a coarser precision: exact, since each bucket of
+    /// `bits` is a union of buckets of this precision.
+    public func reduced(toPrecision bits: Int) -> Histogram {
+        precondition(bits <= precisionBits, "a histogram can only be reduced to a coarser precision")
+        var r = Histogram(precisionBits: bits)
+        guard _count > 0 else { return r }
+        for (i, c) in _counts.enumerated() where c != 0 {
+            let j = r.bucketIndex(bucketRange(i).lowerBound)
+            if j >= r._counts.count { r._counts.append(contentsOf: repeatElement(0, count: j + 1 - r._counts.count)) }
+            r._counts[j] &+= c
+        }
+        r._count = _count
+        r._sum = _sum
+        r._min = _min
+        r._max = _max
+        return r
+    }
+
     public var mean: Double { count == 0 ? 0 : Double(sum) / Double(count) }
 
     /// The value at quantile `q` (0...1): the midpoint of the bucket holding the

@@ -161,6 +161,26 @@ public struct HopRecord: Sendable, Equatable {
         /// The peer's receive hook did not fire; veth time is inside backlog.
         public static let noRx = Flags(rawValue: 2)
         public static let ipv6 = Flags(rawValue: 4)
+        /// The hop began in a namespace the packet had arrived in: it crossed the
+        /// forward segment. (Recordings made before this flag existed: forward > 0.)
+        public static let forwarded = Flags(rawValue: 8)
+    }
+
+    /// Whether a record crossed `segment`: the one rule for every aggregate, report
+    /// and export, so a segment that did not happen is absent, never a zero.
+    @inlinable @inline(__always)
+    public static func crossed(_ segment: Segment, kind: Kind, flags: Flags, forwardNs: UInt32) -> Bool {
+        switch segment {
+        case .forward: kind == .hop && (flags.contains(.forwarded) || forwardNs > 0)
+        case .qdisc, .backlog: kind == .hop
+        case .veth: kind == .hop && !flags.contains(.noRx)
+        case .deliver: kind == .deliver
+        }
+    }
+
+    /// Whether this record crossed `segment`.
+    public func crossed(_ segment: Segment) -> Bool {
+        Self.crossed(segment, kind: kind, flags: flags, forwardNs: forwardNs)
     }
 
     /// CLOCK_MONOTONIC nanoseconds when the hop started.
@@ -229,7 +249,7 @@ public struct HopRecord: Sendable, Equatable {
 /// The offsets are this type's contract with `hoptrace_abi.h`; a test compares them
 /// with the C header so the two cannot drift apart silently.
 public enum RecordLayout {
-    public static let abiVersion = 3
+    public static let abiVersion = 4
     public static let size = 96
     public static let timestamp = 0
     public static let segments = 8

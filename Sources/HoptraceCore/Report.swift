@@ -141,6 +141,17 @@ public struct Report: Codable, Sendable {
             case flow, proto, source, destination, sourcePort = "source_port"
             case destinationPort = "destination_port", packets, bytes, dropped, hop
         }
+
+        /// Hops measured before a flow's p99 means something: fewer and it is its
+        /// maximum, so a 4-packet neighbour discovery would outrank a busy flow.
+        public static let minRecordsForP99: UInt64 = 100
+
+        /// Slowest first among flows with a p99, then the rest slowest first; ties in
+        /// a stable order so the same records give the same report.
+        public static func ranked(_ a: FlowReport, _ b: FlowReport) -> Bool {
+            let aFew = a.hop.count < minRecordsForP99, bFew = b.hop.count < minRecordsForP99
+            return (aFew ? 1 : 0, b.hop.p99Ns, b.packets, a.flow) < (bFew ? 1 : 0, a.hop.p99Ns, a.packets, b.flow)
+        }
     }
 
     public struct DropReport: Codable, Sendable {
@@ -155,15 +166,30 @@ public struct Report: Codable, Sendable {
         enum CodingKeys: String, CodingKey { case from, at, reason, reasonName = "reason_name", packets }
     }
 
-    public var schemaVersion = 1
+    /// What was folded out of the flow table to bound memory, as one aggregate.
+    public struct FoldedFlows: Codable, Sendable {
+        public var flows: UInt64
+        public var packets: UInt64
+        public var bytes: UInt64
+        public var dropped: UInt64
+        public var hop: LatencySummary
+    }
+
+    public var schemaVersion = 2
     public var durationSeconds: Double
     public var records: UInt64
     public var hops: [HopReport]
+    /// Every flow kept (at most --max-flows), busiest-to-rank first: flows with a
+    /// p99 (at least `FlowReport.minRecordsForP99` hops measured) by p99, then the rest.
     public var flows: [FlowReport]
     public var drops: [DropReport]
     public var softirq: SoftirqReport
     /// Flows folded into one aggregate when the flow table was full.
     public var foldedFlows: UInt64
+    /// Their figures together (absent when none were folded).
+    public var folded: FoldedFlows?
+    /// Flows the text lists (--top); machine-readable output has them all.
+    public var topFlows = 10
     public var lostEvents: UInt64
     public var sampling: Sampling
     public var counters: TracerCounters
@@ -171,13 +197,12 @@ public struct Report: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", durationSeconds = "duration_seconds", records, hops, flows, drops, softirq
-        case foldedFlows = "folded_flows", lostEvents = "lost_events", sampling, counters
+        case foldedFlows = "folded_flows", folded, lostEvents = "lost_events", sampling, counters
         case tracerCost = "tracer_cost"
     }
 
-    /// Builds the report. Hops are ordered along the path (by the order their first
-    /// packets arrived would need timestamps per hop; we order by hop index first seen
-    /// is not kept, so by source then destination for a stable output).
+    /// Builds the report. Hops are ordered by source then destination names, for a
+    /// stable output. `topFlows` only shapes the text; every flow kept is in `flows`.
     public init(aggregate a: TraceAggregate, names: NameTable, durationSeconds: Double, counters: TracerCounters,
                 sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10,
                 softirq: SoftirqReport = .disabled, dropReasons: DropReasons = DropReasons()) {
@@ -185,11 +210,9 @@ public struct Report: Codable, Sendable {
             EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex)
         }
         var hops: [HopReport] = []
-        for (i, key) in a.hopKeys.enumerated() {
-            let s = a.hops[i]
+        for (key, s) in zip(a.hops.keys, a.hops.stats) {
             var segments: [String: LatencySummary] = [:]
-            for seg in Segment.hopSegments { segments[seg.name] = LatencySummary(s.segments[seg.rawValue]) }
-            if let d = a.deliveries[key.to] { segments[Segment.deliver.name] = LatencySummary(d) }
+            for seg in Segment.allCases { if let h = s.segment(seg) { segments[seg.name] = LatencySummary(h) } }
             var shares: [BacklogOnCPU]?
             if softirq.enabled {
                 shares = s.backlogByCPU.enumerated().compactMap { cpu, h -> BacklogOnCPU? in
@@ -216,8 +239,7 @@ public struct Report: Codable, Sendable {
                                     destinationPort: k.destinationPort, packets: s.packets, bytes: s.bytes,
                                     dropped: s.dropped, hop: LatencySummary(s.hopTotal)))
         }
-        // slowest first; ties in a stable order so the same records give the same report
-        flows.sort { ($1.hop.p99Ns, $1.packets, $0.flow) < ($0.hop.p99Ns, $0.packets, $1.flow) }
+        flows.sort(by: FlowReport.ranked)
         self.durationSeconds = durationSeconds
         self.records = a.records
         self.hops = hops
@@ -227,8 +249,14 @@ public struct Report: Codable, Sendable {
                                               packets: $0.value) }
             .sorted { ($1.packets, $0.reason, $0.from.netns, $0.from.ifindex, $0.at.netns, $0.at.ifindex)
                 < ($0.packets, $1.reason, $1.from.netns, $1.from.ifindex, $1.at.netns, $1.at.ifindex) }
-        self.flows = Array(flows.prefix(topFlows))
+        self.flows = flows
+        self.topFlows = topFlows
         self.foldedFlows = a.flows.foldedFlows
+        let f = a.flows.folded
+        if a.flows.foldedFlows > 0 {
+            folded = FoldedFlows(flows: a.flows.foldedFlows, packets: f.packets, bytes: f.bytes, dropped: f.dropped,
+                                 hop: LatencySummary(f.hopTotal))
+        }
         self.lostEvents = counters.lost
         self.sampling = sampling
         self.counters = counters
@@ -288,17 +316,18 @@ extension Report {
         }
         let header = pad("segment", 10) + ["count", "p50", "p90", "p99", "p99.9", "max"].map { lpad($0, 10) }.joined()
         for h in hops {
-            line("HOP \(h.from.netnsName)/\(h.from.device) -> \(h.to.netnsName)/\(h.to.device)   (\(h.packets) packets)")
+            if h.from == h.to { // deliveries in a recording from before they named their hop
+                line("DELIVERED at \(h.to.netnsName)/\(h.to.device)   (hop not recorded)")
+            } else {
+                line("HOP \(h.from.netnsName)/\(h.from.device) -> \(h.to.netnsName)/\(h.to.device)   (\(h.packets) packets)")
+            }
             line("  " + header)
             func row(_ name: String, _ s: LatencySummary) {
                 line("  " + pad(name, 10) + lpad(String(s.count), 10)
                      + [s.p50Ns, s.p90Ns, s.p99Ns, s.p999Ns, s.maxNs].map { lpad(formatNs($0), 10) }.joined())
             }
-            for seg in Segment.allCases {
-                // hop 0 has no forward segment: rows that are all zero say nothing
-                if let s = h.segments[seg.name], s.count > 0, s.maxNs > 0 { row(seg.name, s) }
-            }
-            row("total", h.total)
+            for seg in Segment.allCases { if let s = h.segments[seg.name] { row(seg.name, s) } }
+            if h.records > 0 { row("total", h.total) }
             for c in (h.softirq ?? []) where c.records * 10 >= h.records {
                 line("  backlog on CPU \(c.cpu): mean \(formatNs(c.backlogMeanNs)), p99 \(formatNs(c.backlogP99Ns)); "
                      + "NET_RX raise->run there: mean \(formatNs(c.raiseToRunMeanNs)), p99 \(formatNs(c.raiseToRunP99Ns)) "
@@ -338,13 +367,14 @@ extension Report {
             }
             line()
         }
-        if !flows.isEmpty {
-            line("TOP FLOWS by p99 of hop latency")
+        if !flows.isEmpty && topFlows > 0 {
+            line("TOP FLOWS by p99 of hop latency (flows with under \(FlowReport.minRecordsForP99) hops measured last)")
             line("  " + pad("flow", 52) + ["packets", "p50", "p99", "max"].map { lpad($0, 10) }.joined())
-            for f in flows {
+            for f in flows.prefix(topFlows) {
                 line("  " + pad(f.flow, 52) + lpad(String(f.packets), 10)
                      + [f.hop.p50Ns, f.hop.p99Ns, f.hop.maxNs].map { lpad(formatNs($0), 10) }.joined())
             }
+            if flows.count > topFlows { line("  (\(flows.count - topFlows) more flows: --top N, or --json for all)") }
             if foldedFlows > 0 { line("  (\(foldedFlows) idle flows folded into an aggregate to bound memory)") }
         }
         return out

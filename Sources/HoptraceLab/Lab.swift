@@ -128,13 +128,25 @@ public final class Lab: @unchecked Sendable {
     }
 
     /// Names of lab namespaces whose process is gone (killed before it could clean up).
-    public static func orphans(existing: [String]) -> [String] {
+    public static func orphans(existing: [String], procRoot: String = "/proc") -> [String] {
         existing.filter { name in
             guard name.hasPrefix(prefix) else { return false }
             let pid = name.dropFirst(prefix.count).prefix { $0.isNumber }
-            guard let p = Int32(pid) else { return false }
-            return p != getpid() && kill(p, 0) != 0 && errno == ESRCH
+            guard let p = Int32(pid), p != getpid() else { return false }
+            return processGone(p, procRoot: procRoot)
         }
+    }
+
+    /// Whether process `pid` has ended: no longer there, or a zombie. A process
+    /// killed with SIGKILL is a zombie (or still tearing down its threads and BPF
+    /// objects) for a while after its killer returned, and `kill(pid, 0)` succeeds
+    /// on it: a run started right after it would leave its lab in place.
+    public static func processGone(_ pid: Int32, procRoot: String = "/proc") -> Bool {
+        guard let stat = try? String(contentsOfFile: "\(procRoot)/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        // "pid (comm) S ...": the state follows the last ')' (comm may hold one)
+        let state = stat[stat.index(after: close)...].drop { $0 == " " }.first
+        return state == "Z" || state == "X" || state == "x"
     }
 
     /// Removes the namespaces of labs whose process died; returns their names.

@@ -57,11 +57,12 @@ public struct RecordedTrace: Sendable {
         return last > contents.metadata.startMonotonicNs ? Double(last - contents.metadata.startMonotonicNs) / 1e9 : 0
     }
 
-    /// The same report a live trace prints, from the file.
-    public func report(topFlows: Int = 10, dropReasons: DropReasons = .running()) -> Report {
+    /// The same report a live trace prints, from the file; drops named as on the
+    /// recording machine (`RecordingMetadata.reasons`).
+    public func report(topFlows: Int = 10, dropReasons: DropReasons? = nil) -> Report {
         Report(aggregate: aggregate, names: contents.metadata.names, durationSeconds: durationSeconds, counters: counters,
                sampling: contents.metadata.sampling, tracerCost: nil, topFlows: topFlows,
-               softirq: contents.end?.softirq ?? .disabled, dropReasons: dropReasons)
+               softirq: contents.end?.softirq ?? .disabled, dropReasons: dropReasons ?? contents.metadata.reasons())
     }
 
     public var timeline: Timeline { Timeline(windows, names: contents.metadata.names, statuses: contents.statuses) }
@@ -133,10 +134,8 @@ final class Partials: @unchecked Sendable {
         let parts = done.map { $0! }
         cond.unlock()
         var (aggregate, windows) = parts[0]
-        // merging into empty windows also settles deliveries kept apart (see merge)
-        windows = WindowedAggregate(windowNs: windows.windowNs, startNs: windows.startNs)
-        for (i, (a, w)) in parts.enumerated() {
-            if i > 0 { aggregate.merge(a) }
+        for (a, w) in parts.dropFirst() {
+            aggregate.merge(a)
             windows.merge(w)
         }
         return (aggregate, windows)

@@ -69,16 +69,16 @@ public enum Export {
                     Self.csv(names.netnsName(r.to.netns)), Self.csv(names.deviceName(r.to)), f.protoName,
                     f.source.formatted(family: f.family), String(f.sourcePort), f.destination.formatted(family: f.family),
                     String(f.destinationPort), String(r.length), String(r.gsoSegments), String(r.cpu), String(r.hopIndex),
-                    String(r.forwardNs), String(r.qdiscNs), String(r.vethNs), String(r.backlogNs), String(r.deliverNs),
-                    String(r.totalNs), r.kind == .drop ? reasons.name(r.dropReason) : "",
-                ]
+                ] + Segment.allCases.map { r.crossed($0) ? String(r[$0]) : "" } // empty: not crossed
+                    + [String(r.totalNs), r.kind == .drop ? reasons.name(r.dropReason) : ""]
                 buffer += fields.joined(separator: ",") + "\n"
             case .jsonl:
                 var line = "{\"ts_ns\":\(r.timestampNs),\"kind\":\"\(kind)\",\"from\":\(Self.json(names.label(r.from))),"
                 line += "\"to\":\(Self.json(names.label(r.to))),\"flow\":\(Self.json(f.description)),\"length\":\(r.length),"
                 line += "\"gso_segments\":\(r.gsoSegments),\"cpu\":\(r.cpu),\"hop_index\":\(r.hopIndex),"
-                line += "\"segments_ns\":{\"forward\":\(r.forwardNs),\"qdisc\":\(r.qdiscNs),\"veth\":\(r.vethNs),"
-                line += "\"backlog\":\(r.backlogNs),\"deliver\":\(r.deliverNs)},\"total_ns\":\(r.totalNs)"
+                // only the segments the packet crossed
+                line += "\"segments_ns\":{" + Segment.allCases.filter { r.crossed($0) }.map { "\"\($0.name)\":\(r[$0])" }
+                    .joined(separator: ",") + "},\"total_ns\":\(r.totalNs)"
                 if r.kind == .drop { line += ",\"drop_reason\":\(Self.json(reasons.name(r.dropReason)))" }
                 buffer += line + "}\n"
             case .perfetto:
@@ -90,7 +90,7 @@ public enum Export {
                 let label = r.kind == .hop ? "\(names.label(r.from)) -> \(names.label(r.to))"
                     : r.kind == .deliver ? "deliver in \(names.netnsName(r.to.netns))" : "DROP \(reasons.name(r.dropReason))"
                 events.append("{\"name\":\(Self.json(label)),\"cat\":\"\(kind)\",\"ph\":\"X\",\"ts\":\(base),\"dur\":\(Double(r.totalNs) / 1000),\"pid\":1,\"tid\":\(tid)}")
-                for s in Segment.allCases where r[s] > 0 && r.kind != .drop {
+                for s in Segment.allCases where r.crossed(s) {
                     events.append("{\"name\":\"\(s.name)\",\"cat\":\"segment\",\"ph\":\"X\",\"ts\":\(at),\"dur\":\(Double(r[s]) / 1000),\"pid\":1,\"tid\":\(tid)}")
                     at += Double(r[s]) / 1000
                 }

@@ -22,6 +22,12 @@ public enum Trigger: Equatable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// Whether it needs the window's latencies (not only its drops).
+    var watchesLatency: Bool {
+        if case .drop = self { return false }
+        return true
+    }
+
     public var description: String {
         switch self {
         case .p99(let ns): "p99>\(formatNs(ns))"
@@ -35,6 +41,9 @@ public enum Trigger: Equatable, Sendable, CustomStringConvertible {
 /// `maxRecords`: the oldest windows go first) and writes them, plus `afterWindows`
 /// more, when a trigger fires; then waits `cooldownWindows` before it can fire again.
 /// Several incidents go into one recording, each marked by a status chunk.
+/// Records are kept as the drain's batches (columns); a window's hops are summed by
+/// the same aggregation as the report's (`HopTable`), so a trigger sees the figures
+/// the report will show.
 public final class FlightRecorder: RecordSink {
     public let writer: RecordingWriter
     let triggers: [Trigger]
@@ -43,8 +52,11 @@ public final class FlightRecorder: RecordSink {
     let cooldownWindows: Int
     let maxRecords: Int
     let reasons: DropReasons
-    private var buffered: [[HopRecord]] = [[]]
+    /// Batches by window, oldest first; the last is the open window.
+    private var buffered: [[RecordColumns]] = [[]]
     private var bufferedCount = 0
+    /// The open window's hops.
+    private var window = HopTable(precisionBits: WindowedAggregate.precisionBits)
     private var writingLeft = 0
     private var cooldownLeft = 0
     private var requested: String?
@@ -67,23 +79,25 @@ public final class FlightRecorder: RecordSink {
     public var isWriting: Bool { writingLeft > 0 }
     public var recordsInMemory: Int { bufferedCount }
 
-    public func append(_ r: HopRecord) {
+    public func append(_ r: HopRecord) { append(RecordColumns([r])) }
+
+    public func append(_ batch: RecordColumns) {
         if writingLeft > 0 {
-            writer.append(r)
+            writer.append(batch)
             return
         }
-        buffered[buffered.count - 1].append(r)
-        bufferedCount += 1
-        while bufferedCount > maxRecords, buffered.count > 1 {
-            evicted += UInt64(buffered[0].count)
-            bufferedCount -= buffered[0].count
-            buffered.removeFirst()
+        guard batch.count > 0 else { return }
+        if triggers.contains(where: \.watchesLatency) {
+            window.add(batch, byHop: HopRows(batch), gather: Gather(capacity: batch.count))
         }
-        if bufferedCount > maxRecords { // one window alone is too big: keep its newest half
-            let drop = buffered[0].count / 2
-            buffered[0].removeFirst(drop)
-            bufferedCount -= drop
-            evicted += UInt64(drop)
+        buffered[buffered.count - 1].append(batch)
+        bufferedCount += batch.count
+        // over the bound: the oldest batches go, whole windows first
+        while bufferedCount > maxRecords, let w = buffered.indices.first(where: { !buffered[$0].isEmpty }),
+              w < buffered.count - 1 || buffered[w].count > 1 {
+            let gone = buffered[w].removeFirst()
+            bufferedCount -= gone.count
+            evicted += UInt64(gone.count)
         }
     }
 
@@ -91,19 +105,20 @@ public final class FlightRecorder: RecordSink {
     public func request(_ why: String) { requested = why }
 
     /// What in the window just closed fires a trigger, if anything.
-    func firing(_ window: [HopRecord]) -> String? {
+    func firing(_ batches: [RecordColumns]) -> String? {
         for t in triggers {
             switch t {
             case .drop(let reason):
-                if let d = window.first(where: { $0.kind == .drop && (reason == nil || reasons.name($0.dropReason) == reason) }) {
-                    return "drop \(reasons.name(d.dropReason))"
+                for c in batches {
+                    for i in 0..<c.count where c.kind(i) == .drop {
+                        let name = reasons.name(c.lastSlot[i])
+                        if reason == nil || name == reason { return "drop \(name)" }
+                    }
                 }
             case .p99(let limit), .max(let limit):
-                var byHop: [HopKey: Histogram] = [:]
-                for r in window where r.kind == .hop { byHop[HopKey(from: r.from, to: r.to), default: Histogram()].record(r.totalNs) }
-                for h in byHop.values {
+                for h in window.stats where h.records > 0 {
                     let v: UInt64
-                    if case .p99 = t { v = h.value(atQuantile: 0.99) } else { v = h.max }
+                    if case .p99 = t { v = h.total.value(atQuantile: 0.99) } else { v = h.total.max }
                     if v > limit { return "\(t) (\(formatNs(v)))" }
                 }
             }
@@ -115,25 +130,25 @@ public final class FlightRecorder: RecordSink {
     /// new incident started.
     @discardableResult
     public func closeWindow(status: RecordingStatus) -> String? {
+        defer { window = HopTable(precisionBits: WindowedAggregate.precisionBits) }
         if writingLeft > 0 {
             writingLeft -= 1
             writer.write(status: status)
             if writingLeft == 0 { cooldownLeft = cooldownWindows }
             return nil
         }
-        let closed = buffered[buffered.count - 1]
         var fired: String?
         if cooldownLeft > 0 {
             cooldownLeft -= 1
             requested = nil
         } else {
-            fired = requested ?? firing(closed)
+            fired = requested ?? firing(buffered[buffered.count - 1])
             requested = nil
         }
         if let why = fired {
             var marked = status
             marked.trigger = why
-            for w in buffered { for r in w { writer.append(r) } }
+            for w in buffered { for batch in w { writer.append(batch) } }
             writer.write(status: marked)
             incidents.append(why)
             buffered = [[]]
@@ -144,7 +159,7 @@ public final class FlightRecorder: RecordSink {
         }
         buffered.append([])
         while buffered.count > keepWindows + 1 {
-            bufferedCount -= buffered[0].count
+            bufferedCount -= buffered[0].reduce(0) { $0 + $1.count }
             buffered.removeFirst()
         }
         return nil

@@ -63,9 +63,16 @@ public struct RecordingMetadata: Codable, Sendable, Equatable {
     public var devices: [String]
     public var softirq: Bool
     public var names: NameTable
+    /// The recording machine's names of `enum skb_drop_reason` (its BTF), so drops
+    /// are named as they were there; nil in recordings made before they were stored.
+    public var dropReasons: [UInt32: String]?
+    /// How the tracer was set up (sets a report reader may want: max packets,
+    /// attach mode, which hooks), as text.
+    public var settings: [String: String]
 
     public init(toolVersion: String, host: String, kernel: String, startUnixNs: UInt64, startMonotonicNs: UInt64,
-                windowNs: UInt64, sampling: Sampling, devices: [String], softirq: Bool, names: NameTable) {
+                windowNs: UInt64, sampling: Sampling, devices: [String], softirq: Bool, names: NameTable,
+                dropReasons: DropReasons = DropReasons(), settings: [String: String] = [:]) {
         formatVersion = Int(RecordingFormat.version)
         self.toolVersion = toolVersion
         self.host = host
@@ -77,12 +84,61 @@ public struct RecordingMetadata: Codable, Sendable, Equatable {
         self.devices = devices
         self.softirq = softirq
         self.names = names
+        self.dropReasons = dropReasons.names
+        self.settings = settings
     }
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", toolVersion = "tool_version", host, kernel
         case startUnixNs = "start_unix_ns", startMonotonicNs = "start_monotonic_ns", windowNs = "window_ns"
-        case sampling, devices, softirq, names
+        case sampling, devices, softirq, names, dropReasons = "drop_reasons", settings
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        toolVersion = try c.decode(String.self, forKey: .toolVersion)
+        host = try c.decode(String.self, forKey: .host)
+        kernel = try c.decode(String.self, forKey: .kernel)
+        startUnixNs = try c.decode(UInt64.self, forKey: .startUnixNs)
+        startMonotonicNs = try c.decode(UInt64.self, forKey: .startMonotonicNs)
+        windowNs = try c.decode(UInt64.self, forKey: .windowNs)
+        sampling = try c.decode(Sampling.self, forKey: .sampling)
+        devices = try c.decode([String].self, forKey: .devices)
+        softirq = try c.decode(Bool.self, forKey: .softirq)
+        names = try c.decode(NameTable.self, forKey: .names)
+        // reason numbers as JSON object keys ("3": "NO_SOCKET")
+        dropReasons = try c.decodeIfPresent([String: String].self, forKey: .dropReasons).map { text in
+            Dictionary(text.compactMap { k, v in UInt32(k).map { ($0, v) } }, uniquingKeysWith: { a, _ in a })
+        }
+        settings = try c.decodeIfPresent([String: String].self, forKey: .settings) ?? [:]
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(formatVersion, forKey: .formatVersion)
+        try c.encode(toolVersion, forKey: .toolVersion)
+        try c.encode(host, forKey: .host)
+        try c.encode(kernel, forKey: .kernel)
+        try c.encode(startUnixNs, forKey: .startUnixNs)
+        try c.encode(startMonotonicNs, forKey: .startMonotonicNs)
+        try c.encode(windowNs, forKey: .windowNs)
+        try c.encode(sampling, forKey: .sampling)
+        try c.encode(devices, forKey: .devices)
+        try c.encode(softirq, forKey: .softirq)
+        try c.encode(names, forKey: .names)
+        try c.encodeIfPresent(dropReasons.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0), $1) }) },
+                              forKey: .dropReasons)
+        try c.encode(settings, forKey: .settings)
+    }
+
+    /// The names to give the recording's drop reasons: its own; for a recording made
+    /// before they were stored, this machine's only when it runs the same kernel
+    /// (else reasons are shown by number).
+    public func reasons(running: @autoclosure () -> DropReasons = .running(), runningKernel: String = DropReasons.runningKernel())
+        -> DropReasons {
+        if let dropReasons { return DropReasons(names: dropReasons) }
+        return runningKernel == kernel ? running() : DropReasons()
     }
 }
 

@@ -9,26 +9,18 @@ public struct WindowedAggregate: Sendable {
 
     /// One hop in one window.
     public struct Cell: Sendable {
-        public var total = Histogram(precisionBits: WindowedAggregate.precisionBits)
-        /// By `Segment.rawValue`; empty histograms where the segment was not crossed.
-        public var segments = [Histogram](repeating: Histogram(precisionBits: WindowedAggregate.precisionBits),
-                                          count: Segment.allCases.count)
+        /// The hop's segments and total in this window (the aggregation of the whole run).
+        public var stats = HopStats(precisionBits: WindowedAggregate.precisionBits)
         /// The slowest flows (up to three, by their slowest hop).
         public var slowFlows: [(flow: FlowKey, maxNs: UInt64)] = []
         /// The smallest of `slowFlows`' maxima: a record must beat it to get in.
         var slowestFlowFloor: UInt64 = 0
 
-        /// Adds a run of hop records of this hop and window.
-        mutating func add(_ c: RecordColumns, _ run: ArraySlice<Int32>, gather: Gather) {
-            gather.run(run, into: &total) { c.totalNs($0) }
-            gather.run(run, into: &segments[Segment.forward.rawValue], where: { c.forwardNs[$0] > 0 }) {
-                UInt64(c.forwardNs[$0])
-            }
-            gather.run(run, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
-            gather.run(run, into: &segments[Segment.veth.rawValue], where: { !c.flags($0).contains(.noRx) }) {
-                UInt64(c.vethNs[$0])
-            }
-            gather.run(run, into: &segments[Segment.backlog.rawValue]) { UInt64(c.backlogNs[$0]) }
+        public var total: Histogram { stats.total }
+
+        /// Adds runs of hop records and deliveries of this hop and window.
+        mutating func add(_ c: RecordColumns, hops run: ArraySlice<Int32>, deliveries: ArraySlice<Int32>, gather: Gather) {
+            stats.add(c, hops: run, deliveries: deliveries, gather: gather)
             // the slowest flows, kept only when a record could be one of them
             for r in run {
                 let i = Int(r), ns = c.totalNs(i)
@@ -83,19 +75,13 @@ public struct WindowedAggregate: Sendable {
         let gather = Gather(capacity: c.count)
         for id in c.hops.indices {
             let hopRows = byHop.hops(id), deliveries = byHop.deliveries(id)
-            if !hopRows.isEmpty {
-                let h = hop(c.hops[id])
-                for (w, run) in windowRuns(hopRows, c, hop: h) { cells[h][w].add(c, run, gather: gather) }
+            if hopRows.isEmpty && deliveries.isEmpty { continue }
+            let h = hop(c.hops[id])
+            for (w, run) in windowRuns(hopRows, c, hop: h) {
+                cells[h][w].add(c, hops: run, deliveries: [], gather: gather)
             }
-            if !deliveries.isEmpty {
-                // a delivery belongs to the hop that brought the packet to its device
-                // (its own key, from the device to itself, until that hop is seen; a
-                // device with two traced hops into it gets them at the first seen)
-                let device = c.hops[id].to
-                let h = hopKeys.firstIndex { $0.to == device && $0.from != device } ?? hop(c.hops[id])
-                for (w, run) in windowRuns(deliveries, c, hop: h) {
-                    gather.run(run, into: &cells[h][w].segments[Segment.deliver.rawValue]) { UInt64(c.lastSlot[$0]) }
-                }
+            for (w, run) in windowRuns(deliveries, c, hop: h) {
+                cells[h][w].add(c, hops: [], deliveries: run, gather: gather)
             }
         }
         for r in byHop.drops {
@@ -124,45 +110,35 @@ public struct WindowedAggregate: Sendable {
         return runs
     }
 
-    /// Adds what another aggregate of the same windows saw (reading a file on several
-    /// threads). Deliveries one of them kept apart because the hop into their device
-    /// had not been seen yet there are moved to that hop.
+    /// Adds what another aggregate of the same windows saw (reading a file on several threads).
     public mutating func merge(_ o: WindowedAggregate) {
         precondition(o.windowNs == windowNs && o.startNs == startNs, "merging windows of different runs")
-        for (key, cells) in zip(o.hopKeys, o.cells) {
+        for (key, other) in zip(o.hopKeys, o.cells) {
             let h = hop(key)
-            mergeCells(h, cells)
+            if other.count > cells[h].count {
+                cells[h].append(contentsOf: repeatElement(Cell(), count: other.count - cells[h].count))
+            }
+            for (w, c) in other.enumerated() where c.stats.records > 0 || c.stats.segments.contains(where: { $0.count > 0 }) {
+                cells[h][w].stats.merge(c.stats)
+                for f in c.slowFlows where cells[h][w].slowFlows.count < 3 || f.maxNs > cells[h][w].slowestFlowFloor {
+                    cells[h][w].keepSlow(f.flow, f.maxNs)
+                }
+            }
         }
         if o.drops.count > drops.count { drops.append(contentsOf: repeatElement(0, count: o.drops.count - drops.count)) }
         for (w, n) in o.drops.enumerated() { drops[w] += n }
         lastWindow = max(lastWindow, o.lastWindow)
-        // a delivery record's hop is from its device to itself (no real hop is)
-        for (i, key) in hopKeys.enumerated().reversed() where key.from == key.to {
-            guard let into = hopKeys.firstIndex(where: { $0.to == key.to && $0.from != $0.to }) else { continue }
-            mergeCells(into, cells[i])
-            hopKeys.remove(at: i)
-            cells.remove(at: i)
-            hopIndex = Dictionary(uniqueKeysWithValues: hopKeys.enumerated().map { ($1, $0) })
-        }
     }
 
-    private mutating func mergeCells(_ h: Int, _ other: [Cell]) {
-        if other.count > cells[h].count {
-            cells[h].append(contentsOf: repeatElement(Cell(), count: other.count - cells[h].count))
-        }
-        for (w, c) in other.enumerated() where c.total.count > 0 || c.segments.contains(where: { $0.count > 0 }) {
-            cells[h][w].total.merge(c.total)
-            for s in c.segments.indices { cells[h][w].segments[s].merge(c.segments[s]) }
-            for f in c.slowFlows where cells[h][w].slowFlows.count < 3 || f.maxNs > cells[h][w].slowestFlowFloor {
-                cells[h][w].keepSlow(f.flow, f.maxNs)
-            }
-        }
+    /// One hop's windows merged: the whole run's figures of that hop, at the windows' precision.
+    public func merged(_ hopIndex: Int) -> HopStats {
+        cells[hopIndex].reduce(into: HopStats(precisionBits: Self.precisionBits)) { $0.merge($1.stats) }
     }
 
     /// Windows with data of `hop`, by index, for one segment (nil: the hop's total).
     public func series(_ hopIndex: Int, segment: Segment?) -> [(window: Int, histogram: Histogram)] {
         cells[hopIndex].enumerated().compactMap { w, c in
-            let h = segment.map { c.segments[$0.rawValue] } ?? c.total
+            let h = segment.map { c.stats.segments[$0.rawValue] } ?? c.total
             return h.count > 0 ? (w, h) : nil
         }
     }

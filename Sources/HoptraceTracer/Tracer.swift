@@ -36,21 +36,34 @@ public struct TracerError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// How to load the BPF side.
-public struct TracerOptions: Sendable {
+/// How to load and attach the BPF side: the one home of every default (the C
+/// module assigns each knob as given).
+public struct TracerOptions: Sendable, Equatable {
+    /// Follow one packet in N (whole packets: chosen by a hash of their headers).
     public var sampleEvery: UInt32 = 1
+    /// Hops faster than this are counted, not recorded.
     public var minLatencyNs: UInt64 = 0
     /// Packets the kernel follows at once (its per-packet table; rounded up to a power of two).
     public var maxPackets: UInt32 = 65_536
-    /// Ring buffer size, a power of two.
+    /// Ring buffer budget, shared out into one ring per CPU (each a power of two of at
+    /// least 1 MiB: a record per hop at the consumer's full rate fills that in 20 ms).
     public var ringBytes: UInt32 = 16 << 20
-    /// Force a consumer wake-up once this much is waiting; below it the consumer polls.
+    /// Force a consumer wake-up once this much is waiting (at most a quarter of a
+    /// CPU's ring); below it the consumer polls, so a busy ring costs no wake-up per record.
     public var wakeupBytes: UInt64 = 256 << 10
+    /// Per-packet state untouched for longer is dead. Generous: a packet that waits
+    /// a second in a starved backlog is the one a user looks for.
+    public var maxStateAgeNs: UInt64 = 10_000_000_000
     public var attachMode: AttachMode = .auto
+    /// Start hops on devices that are not traced too (the net_dev_queue tracepoint,
+    /// which fires for every packet queued on the node). Needed when the selection
+    /// leaves veths untraced that followed packets may be forwarded to; with every
+    /// veth traced, their tcx egress programs start every hop, one hook less per hop.
+    public var hopsFromUntracedDevices = true
     /// Turn on the kernel's BPF run-time accounting so the report can state the
-    /// tracer's cost. It adds two clock reads to every program run, so benchmarks
-    /// of traffic overhead turn it off.
-    public var runTimeStats = true
+    /// tracer's cost. It adds two clock reads to every program run, so it is off
+    /// unless asked for (and benchmarks of traffic overhead leave it off).
+    public var runTimeStats = false
     /// Trace NET_RX/NET_TX softirqs and NAPI polls (cost per softirq run, none when off).
     public var softirq = true
     /// Benchmarks only: every program returns as soon as it is called, so the cost
@@ -63,6 +76,30 @@ public struct TracerOptions: Sendable {
     }
 
     public init() {}
+
+    /// Sets of the per-packet table: `maxPackets` rounded up to whole sets, a power of two.
+    var packetSets: UInt32 {
+        let ways = UInt32(HT_PKT_WAYS)
+        var sets: UInt32 = 1
+        while sets * ways < maxPackets && sets < 1 << 24 { sets <<= 1 }
+        return sets
+    }
+
+    /// Each CPU's ring: the largest power of two that fits the budget, at least 1 MiB.
+    func ringBytesPerCPU(cpus: Int) -> UInt32 {
+        var per: UInt64 = 1 << 20
+        while per * 2 * UInt64(max(cpus, 1)) <= UInt64(ringBytes) && per < 1 << 30 { per <<= 1 }
+        return UInt32(per)
+    }
+
+    /// The tp_btf programs of packet tracing, in the order a packet meets them.
+    var packetPrograms: [String] {
+        (hopsFromUntracedDevices ? ["ht_net_dev_queue"] : [])
+            + ["ht_net_dev_start_xmit", "ht_netif_rx", "ht_napi_gro_receive_entry", "ht_netif_receive_skb",
+               "ht_skb_copy_datagram_iovec", "ht_consume_skb", "ht_kfree_skb"]
+    }
+
+    static let softirqPrograms = ["ht_softirq_raise", "ht_softirq_entry", "ht_softirq_exit", "ht_napi_poll"]
 }
 
 /// The loaded BPF object, its links and its ring buffer. Confines the C pointer:
@@ -89,9 +126,11 @@ public final class Tracer: @unchecked Sendable {
             throw TracerError(code: -EPROTO, call: "ht_record_size",
                               context: "the embedded BPF object's record size \(ht_record_size()) differs from \(RecordLayout.size): rebuild with 'make bpf'")
         }
-        var knobs = ht_knobs(sample_every: options.sampleEvery, max_packets: options.maxPackets,
-                             min_latency_ns: options.minLatencyNs, wakeup_bytes: options.wakeupBytes,
-                             max_state_age_ns: 0, ring_bytes: options.ringBytes,
+        let ring = options.ringBytesPerCPU(cpus: Int(ht_num_cpus()))
+        var knobs = ht_knobs(sample_every: max(1, options.sampleEvery), packet_sets: options.packetSets,
+                             min_latency_ns: options.minLatencyNs,
+                             wakeup_bytes: max(1, min(options.wakeupBytes, UInt64(ring / 4))),
+                             max_state_age_ns: options.maxStateAgeNs, ring_bytes_per_cpu: ring,
                              hooks_only: options.hooksOnly ? 1 : 0)
         var err = ht_error()
         var h: OpaquePointer?
@@ -103,14 +142,17 @@ public final class Tracer: @unchecked Sendable {
 
     /// Attaches the tracepoint programs (packets are followed once a device picks them up).
     public func attachTracepoints() throws(TracerError) {
-        var err = ht_error()
-        try Self.check(ht_attach_tracepoints(handle, &err), err, "attaching the tracepoints")
+        for name in options.packetPrograms { try attachProgram(name, "attaching the tracepoints") }
     }
 
     /// Attaches the softirq and NAPI programs.
     public func attachSoftirq() throws(TracerError) {
+        for name in TracerOptions.softirqPrograms { try attachProgram(name, "attaching the softirq tracepoints") }
+    }
+
+    private func attachProgram(_ name: String, _ context: String) throws(TracerError) {
         var err = ht_error()
-        try Self.check(ht_attach_softirq(handle, &err), err, "attaching the softirq tracepoints")
+        try Self.check(ht_attach_program(handle, name, &err), err, context)
     }
 
     /// Softirq counters since load, `[cpu][vector]`.

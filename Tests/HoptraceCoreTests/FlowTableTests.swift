@@ -56,13 +56,12 @@ final class FlowTableTests: XCTestCase {
             d.qdiscNs = 0
             d.vethNs = 0
             d.flags = []
-            d.from = r.to
-            a.add(d)
+            a.add(d) // under the hop that brought the packet (its `from`)
         }
         XCTAssertEqual(a[hop1]?.records, 10)
         XCTAssertEqual(a[hop1]?.packets, 10)
         XCTAssertEqual(a[hop1]?.segments[Segment.veth.rawValue].max, 500)
-        XCTAssertEqual(a.deliveries[hop1.to]?.count, 10)
+        XCTAssertEqual(a[hop1]?.segment(.deliver)?.count, 10)
         XCTAssertEqual(a.packetsFollowed, 10)
         let report = Report(aggregate: a, names: NameTable(), durationSeconds: 1, counters: TracerCounters(),
                             sampling: Sampling())

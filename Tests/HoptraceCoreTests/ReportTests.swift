@@ -40,7 +40,8 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(to["device"] as? String, "veth9")
         XCTAssertEqual(hop["packets"] as? Int, 2000)
         let segments = hop["segments"] as! [String: [String: Any]]
-        XCTAssertEqual(Set(segments.keys), ["forward", "qdisc", "veth", "backlog"])
+        // not forwarded: no forward segment (absent, not a histogram of zeros)
+        XCTAssertEqual(Set(segments.keys), ["qdisc", "veth", "backlog"])
         let summaryKeys: Set = ["count", "mean_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
         for (_, s) in segments { XCTAssertEqual(Set(s.keys), summaryKeys) }
         XCTAssertEqual(Set((hop["total"] as! [String: Any]).keys), summaryKeys)
@@ -77,5 +78,43 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(formatNs(850), "850ns")
         XCTAssertEqual(formatNs(12_345), "12.3us")
         XCTAssertEqual(formatNs(4_560_000), "4.56ms")
+    }
+
+    /// Machine-readable output holds every flow kept, folded ones as one aggregate;
+    /// `--top` only shapes the text, where flows with too few hops for a p99 do not
+    /// outrank busy ones (issue 10, defect 5: a busy redis flow was hidden behind ten
+    /// 4-packet neighbour discoveries).
+    func testJSONHoldsEveryFlowAndTextRanksBusyFlowsFirst() throws {
+        var a = TraceAggregate(flowCapacity: 64)
+        let from = Endpoint(netns: 1, ifindex: 2), to = Endpoint(netns: 2, ifindex: 9)
+        let busy = FlowTableTests.flow(0)
+        for f in 1...10 { // ten 4-packet flows, each slower than the busy one
+            for i in 0..<4 {
+                a.add(HopRecord(timestampNs: UInt64(5000 + i), backlogNs: 500_000, from: from, to: to, flags: [.firstHop],
+                                flow: FlowTableTests.flow(f)))
+            }
+        }
+        for f in 11..<200 { // enough flows to fold some
+            a.add(HopRecord(timestampNs: UInt64(3000 + f), backlogNs: 1000, from: from, to: to, flags: [.firstHop],
+                            flow: FlowTableTests.flow(f)))
+        }
+        for i in 0..<1000 { // a busy flow, the most recent (idle ones are folded first): p99 about 30 us
+            a.add(HopRecord(timestampNs: UInt64(10_000 + i), backlogNs: UInt32(10_000 + 20 * i), from: from, to: to,
+                            flags: [.firstHop], flow: busy))
+        }
+        let report = Report(aggregate: a, names: NameTable(), durationSeconds: 1, counters: TracerCounters(),
+                            sampling: Sampling(), topFlows: 3)
+        XCTAssertGreaterThan(report.foldedFlows, 0)
+        let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        let flows = json["flows"] as! [[String: Any]]
+        XCTAssertEqual(flows.count, a.flows.count, "every flow kept, not the top 3")
+        XCTAssertEqual(flows.first?["flow"] as? String, busy.description, "the busy flow ranks first")
+        let folded = try XCTUnwrap(json["folded"] as? [String: Any])
+        XCTAssertEqual(folded["flows"] as? Int, Int(report.foldedFlows))
+        XCTAssertEqual(UInt64(flows.count) + report.foldedFlows, 200)
+        let text = report.text()
+        let listed = text.split(separator: "\n").drop { !$0.hasPrefix("TOP FLOWS") }.dropFirst(2).prefix(3)
+        XCTAssertTrue(listed.first?.contains(busy.description) ?? false, text)
+        XCTAssertTrue(text.contains("more flows: --top N, or --json for all"), text)
     }
 }

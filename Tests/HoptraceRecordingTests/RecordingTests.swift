@@ -22,7 +22,7 @@ func syntheticRecords(windows: Int, perWindow: Int, flows: Int = 50, seed: UInt6
                 vethNs: kind == .hop ? 350 + (r >> 8) % 200 : 0, backlogNs: kind == .hop ? 800 + (r >> 4) % 3000 : 0,
                 deliverNs: kind == .deliver ? 40_000 + r % 9000 : 0, dropReason: kind == .drop ? 3 : 0, length: 1514,
                 from: Endpoint(netns: 4026532000 + hop, ifindex: 2), to: Endpoint(netns: 4026532001 + hop, ifindex: 3),
-                gsoSegments: i % 5 == 0 ? 44 : 1, kind: kind, flags: hop == 0 ? [.firstHop] : [], cpu: UInt16(i & 1),
+                gsoSegments: i % 5 == 0 ? 44 : 1, kind: kind, flags: hop == 0 ? [.firstHop] : [.forwarded], cpu: UInt16(i & 1),
                 hopIndex: UInt16(hop), flow: flow))
         }
     }
@@ -67,8 +67,9 @@ func tempPath(_ name: String) -> String {
 
 /// Writes `records` (with a status per window and an end chunk unless `end` is false).
 @discardableResult
-func writeRecording(_ records: [HopRecord], to path: String, end: Bool = true) throws -> RecordingWriter {
-    let w = try RecordingWriter(path: path, metadata: metadata())
+func writeRecording(_ records: [HopRecord], to path: String, end: Bool = true,
+                    metadata m: RecordingMetadata = metadata()) throws -> RecordingWriter {
+    let w = try RecordingWriter(path: path, metadata: m)
     var window = 0
     for r in records {
         let rw = Int((r.timestampNs - 1_000_000_000_000) / 1_000_000_000)
@@ -219,26 +220,43 @@ final class RecordingTests: XCTestCase {
         }
     }
 
-    /// A delivery (keyed by its device, to itself) that one thread saw before the hop
-    /// into that device belongs to that hop once the threads' windows are merged.
-    func testDeliveriesSeenBeforeTheirHopAreMergedIntoIt() {
-        let flow = FlowKey(source: IPAddress(bytes: [10, 0, 0, 1]), destination: IPAddress(bytes: [10, 0, 0, 2]),
-                           sourcePort: 1, destinationPort: 2, proto: 6, family: 4)
-        let a = Endpoint(netns: 1, ifindex: 2), b = Endpoint(netns: 3, ifindex: 4)
-        var first = WindowedAggregate(windowNs: 1000, startNs: 0), second = first
-        first.add(HopRecord(timestampNs: 10, deliverNs: 500, from: b, to: b, kind: .deliver, flow: flow))
-        second.add(HopRecord(timestampNs: 20, qdiscNs: 300, from: a, to: b, flow: flow))
-        XCTAssertEqual(first.hopKeys, [HopKey(from: b, to: b)])
-        var merged = WindowedAggregate(windowNs: 1000, startNs: 0)
-        merged.merge(first)
-        merged.merge(second)
-        XCTAssertEqual(merged.hopKeys, [HopKey(from: a, to: b)])
-        XCTAssertEqual(merged.cells[0][0].segments[Segment.deliver.rawValue].count, 1)
-        XCTAssertEqual(merged.cells[0][0].total.count, 1)
-        // one thread alone: the later hop takes the deliveries that come after it
-        second.add(HopRecord(timestampNs: 30, deliverNs: 700, from: b, to: b, kind: .deliver, flow: flow))
-        XCTAssertEqual(second.hopKeys, [HopKey(from: a, to: b)])
-        XCTAssertEqual(second.cells[0][0].segments[Segment.deliver.rawValue].max, 700)
+    /// One aggregation (issue 10, defect 2): a run's whole-run figures equal the
+    /// merge of its windows exactly (counts and histograms, at the windows'
+    /// precision); deliveries sit under the hop that brought the packet in both; a
+    /// segment no record crossed is absent from the report, the windows, the
+    /// comparison and the exports alike (defect 1: it was a histogram of zeros).
+    func testWholeRunEqualsTheMergeOfItsWindowsAndAbsentSegmentsStayAbsent() throws {
+        let records = syntheticRecords(windows: 5, perWindow: 4000)
+        var whole = TraceAggregate()
+        var windows = WindowedAggregate(windowNs: 1_000_000_000, startNs: 1_000_000_000_000)
+        for at in stride(from: 0, to: records.count, by: 777) {
+            let batch = RecordColumns(Array(records[at..<min(at + 777, records.count)]))
+            whole.add(batch)
+            windows.add(batch)
+        }
+        XCTAssertEqual(Set(whole.hops.keys), Set(windows.hopKeys))
+        XCTAssertEqual(whole.hops.keys.count, 4)
+        for (i, key) in windows.hopKeys.enumerated() {
+            let run = try XCTUnwrap(whole[key])
+            XCTAssertEqual(run.reduced(toPrecision: WindowedAggregate.precisionBits), windows.merged(i), "\(key)")
+            XCTAssertGreaterThan(run.segment(.deliver)?.count ?? 0, 0, "deliveries under the hop that brought them")
+            XCTAssertEqual(run.segment(.deliver)?.count, windows.merged(i).segment(.deliver)?.count)
+        }
+        let hop0 = HopKey(from: Endpoint(netns: 4026532000, ifindex: 2), to: Endpoint(netns: 4026532001, ifindex: 3))
+        XCTAssertNil(whole[hop0]?.segment(.forward), "hop 0 is never forwarded")
+        XCTAssertNotNil(whole[hop0]?.segment(.qdisc))
+        let h0 = try XCTUnwrap(windows.hopKeys.firstIndex(of: hop0))
+        XCTAssertNil(windows.merged(h0).segment(.forward))
+        XCTAssertTrue(windows.series(h0, segment: .forward).isEmpty)
+        let report = Report(aggregate: whole, names: metadata().names, durationSeconds: 5, counters: TracerCounters(),
+                            sampling: Sampling())
+        let r0 = try XCTUnwrap(report.hops.first { $0.from.netns == 4026532000 })
+        XCTAssertNil(r0.segments["forward"])
+        XCTAssertEqual(report.hops.filter { $0.segments["forward"] != nil }.count, 3)
+        let run = Comparison.Run(windows: windows, names: metadata().names, host: "h")
+        let comparison = Comparison(before: run, after: run)
+        XCTAssertFalse(comparison.entries.contains { $0.hop.hasPrefix("ns0/") && $0.segment == "forward" })
+        XCTAssertTrue(comparison.entries.contains { $0.hop.hasPrefix("ns1/") && $0.segment == "forward" })
     }
 
     /// A writer let go without `finish` (its owner crashed out of a loop, or forgot)
@@ -443,12 +461,28 @@ final class RecordingTests: XCTestCase {
             let text = try String(contentsOfFile: out, encoding: .utf8)
             switch format {
             case .csv:
-                XCTAssertEqual(text.split(separator: "\n").count, records.count + 1)
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+                XCTAssertEqual(lines.count, records.count + 1)
                 XCTAssertTrue(text.hasPrefix("ts_ns,kind,from_netns"))
+                // a segment not crossed is an empty field, never 0
+                let header = lines[0].split(separator: ",").map(String.init)
+                let forward = try XCTUnwrap(header.firstIndex(of: "forward_ns")), hopIndex = try XCTUnwrap(header.firstIndex(of: "hop_index"))
+                for l in lines.dropFirst() {
+                    let f = l.split(separator: ",", omittingEmptySubsequences: false)
+                    XCTAssertEqual(f.count, header.count)
+                    if f[1] == "hop" { XCTAssertEqual(f[forward].isEmpty, f[hopIndex] == "0", String(l)) }
+                }
             case .jsonl:
                 let lines = text.split(separator: "\n")
                 XCTAssertEqual(lines.count, records.count)
-                for l in lines.prefix(20) { XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(l.utf8))) }
+                for l in lines {
+                    let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])
+                    let segments = try XCTUnwrap(o["segments_ns"] as? [String: Int])
+                    if o["kind"] as? String == "hop" {
+                        XCTAssertEqual(segments["forward"] == nil, o["hop_index"] as? Int == 0)
+                    }
+                    if o["kind"] as? String == "drop" { XCTAssertTrue(segments.isEmpty) }
+                }
             case .perfetto:
                 let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
                 XCTAssertGreaterThan((json["traceEvents"] as! [Any]).count, records.count)
@@ -457,5 +491,35 @@ final class RecordingTests: XCTestCase {
                 XCTAssertEqual(text.split(separator: "\n").filter { $0.hasPrefix("Tag=") }.count, 3 * 4)
             }
         }
+    }
+
+    /// Drop reasons are named as on the recording machine (issue 10, defect 3): its
+    /// names are stored in the recording; a recording from before they were stored
+    /// is named by this machine only when it runs the same kernel, else by number.
+    func testDropReasonsAreNamedAsOnTheRecordingMachine() throws {
+        let records = syntheticRecords(windows: 2, perWindow: 500)
+        let path = tempPath("reasons")
+        defer { unlink(path) }
+        var m = metadata()
+        m.dropReasons = [3: "RECORDED_THERE"]
+        try writeRecording(records, to: path, metadata: m)
+        let trace = try RecordedTrace(path: path)
+        XCTAssertEqual(trace.contents.metadata.dropReasons, [3: "RECORDED_THERE"])
+        let report = trace.report()
+        XCTAssertFalse(report.drops.isEmpty)
+        XCTAssertTrue(report.drops.allSatisfy { $0.reasonName == "RECORDED_THERE" })
+        // whatever this machine's BTF says
+        XCTAssertEqual(m.reasons(running: DropReasons(names: [3: "HERE"]), runningKernel: m.kernel).name(3), "RECORDED_THERE")
+        var old = m
+        old.dropReasons = nil
+        XCTAssertEqual(old.reasons(running: DropReasons(names: [3: "HERE"]), runningKernel: "other").name(3), "reason 3")
+        XCTAssertEqual(old.reasons(running: DropReasons(names: [3: "HERE"]), runningKernel: m.kernel).name(3), "HERE")
+        // and a metadata chunk from before drop_reasons existed still reads
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(m)) as! [String: Any]
+        json["drop_reasons"] = nil
+        json["settings"] = nil
+        let decoded = try JSONDecoder().decode(RecordingMetadata.self, from: JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(decoded.dropReasons)
+        XCTAssertEqual(decoded.settings, [:])
     }
 }

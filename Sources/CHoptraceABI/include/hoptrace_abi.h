@@ -16,7 +16,7 @@
 #endif
 
 /* Bump on any change to a struct or enum below. */
-#define HT_ABI_VERSION 3
+#define HT_ABI_VERSION 4
 
 /* Segments of a hop, in the order a packet crosses them. */
 enum ht_segment {
@@ -30,7 +30,8 @@ enum ht_segment {
 
 enum ht_record_kind {
 	HT_REC_HOP = 1,     /* the packet left from_* and arrived at to_* */
-	HT_REC_DELIVER = 2, /* the application read the packet in to_netns (only HT_SEG_DELIVER set) */
+	HT_REC_DELIVER = 2, /* the application read the packet in to_netns (only HT_SEG_DELIVER set);
+			     * from_*: where the hop that brought it left (to_* again when unknown) */
 	HT_REC_DROP = 3,    /* the kernel freed the packet as dropped (kfree_skb) on its way from
 			     * from_* (to_*: the device it was at); seg_ns[HT_SEG_DELIVER] holds
 			     * the kernel's enum skb_drop_reason, the other segments are zero */
@@ -40,6 +41,8 @@ enum ht_record_flags {
 	HT_F_FIRST_HOP = 1,  /* first hop seen of this packet: count packets here */
 	HT_F_NO_RX = 2,      /* the peer's rx hook did not fire (veth+backlog merged into backlog) */
 	HT_F_IPV6 = 4,
+	HT_F_FORWARDED = 8,  /* the hop began in a namespace the packet had arrived in: HT_SEG_FORWARD
+			      * was crossed (absent, not 0 ns, when this flag is clear) */
 };
 
 /* IPv4 addresses occupy the first 4 bytes of saddr/daddr. Ports in host order. */

@@ -25,14 +25,16 @@ struct ht_error {
 	char call[64];   /* the call that failed, e.g. "bpf_link_create(tcx)" */
 };
 
+/* Every knob of the BPF side, assigned as given (the caller owns the defaults:
+ * TracerOptions in Swift); a value out of range fails ht_open with EINVAL. */
 struct ht_knobs {
-	uint32_t sample_every;      /* follow 1 packet in N */
-	uint32_t max_packets;       /* packets the per-packet state table holds (rounded up to a power of two) */
-	uint64_t min_latency_ns;    /* emit hops whose total is at least this */
-	uint64_t wakeup_bytes;      /* force a consumer wake-up past this backlog */
-	uint64_t max_state_age_ns;  /* per-packet state older than this is stale */
-	uint32_t ring_bytes;        /* ring buffer budget, shared out into one ring per CPU (>= 1 MiB each) */
-	uint32_t hooks_only;        /* benchmarks: every program returns at once (the hooks' own cost) */
+	uint32_t sample_every;       /* follow 1 packet in N (>= 1) */
+	uint32_t packet_sets;        /* sets of HT_PKT_WAYS packets in the per-packet table (a power of two) */
+	uint64_t min_latency_ns;     /* emit hops whose total is at least this */
+	uint64_t wakeup_bytes;       /* force a consumer wake-up past this backlog (1 .. ring_bytes_per_cpu) */
+	uint64_t max_state_age_ns;   /* per-packet state untouched for longer is dead (> 0) */
+	uint32_t ring_bytes_per_cpu; /* one ring buffer per CPU of this size (a power of two, >= 1 MiB) */
+	uint32_t hooks_only;         /* benchmarks: every program returns at once (the hooks' own cost) */
 };
 
 enum ht_attach_mode {
@@ -62,12 +64,9 @@ struct ht_prog_stat {
 /* Open the embedded object, apply knobs, load it. */
 int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_error *err);
 
-/* Attach every tp_btf program. */
-int ht_attach_tracepoints(struct ht_tracer *t, struct ht_error *err);
-
-/* Attach the softirq programs (softirq_raise/entry/exit, napi_poll). Optional:
- * detached, they cost nothing. */
-int ht_attach_softirq(struct ht_tracer *t, struct ht_error *err);
+/* Attach the tp_btf program called `name` (e.g. "ht_netif_rx"); which ones a
+ * trace needs is the caller's choice. Detached programs cost nothing. */
+int ht_attach_program(struct ht_tracer *t, const char *name, struct ht_error *err);
 
 /* Possible CPUs (the per-CPU maps' width). */
 int ht_num_cpus(void);
