@@ -28,8 +28,9 @@ let package = Package(
         .systemLibrary(name: "CZstd"),
         // Recordings: the chunked, checksummed, compressed trace file; windows; comparison.
         .target(name: "HoptraceRecording", dependencies: ["HoptraceCore", "CZlib", "CZstd"]),
-        // Owns the loaded BPF object, its links and the drain thread.
-        .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "CHoptraceBPF"]),
+        // Owns the loaded BPF object, its links and the drain thread; a trace session
+        // (windows, recording, flight recorder) shared by every command and the agent.
+        .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "HoptraceRecording", "CHoptraceBPF"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "CHoptraceNetns"]),
         .target(

@@ -43,41 +43,56 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
-        requireRoot()
+        // first: a Ctrl-C while the lab is being built still removes it
+        let interruption = Interruption.install()
+        try requireRoot()
         let swept = Lab.sweepOrphans()
         if !swept.isEmpty { progress("removed \(swept.count) namespaces left by a killed run") }
         progress("building a lab: 2 containers \(routed ? "routed through" : "on a bridge in") a hub namespace")
         let lab: Lab
         do { lab = try Lab(containers: 2, topology: routed ? .routed : .bridge, persistent: keep) } catch {
-            fail("could not build the lab: \(error)")
+            try interruption.checkDuringSetup("building the lab")
+            throw CLIError("could not build the lab: \(error)")
         }
-        defer { if !keep { lab.teardown() } }
+        defer { if !keep || interruption.received != 0 { lab.teardown() } }
+        try interruption.checkDuringSetup("building the lab")
         let a = lab.containers[0], b = lab.containers[1]
-        let devices = lab.devices
-        let names = Discovery.topology().names
         var options = try TraceOptions.parse(["--bpf-stats"]) // the demo shows what tracing costs
         options.json = json
+        var tracer = options.tracerOptions(allVeth: true) // every veth of the lab is traced
+        tracer.runTimeStats = true
         let summary = TrafficSummary()
-        let report = runTrace(devices: devices, names: names, options: options) { interruption, _ in
+        let report = try runTrace(devices: lab.devices, names: Discovery.topology().names, options: options, tracer: tracer,
+                                  interruption: interruption) { session in
+            let done = Done()
             let traffic = Thread {
                 summary.run(a: a, b: b, requests: requests, bulkSeconds: bulkSeconds, datagrams: datagrams)
+                done.set()
                 interruption.finish()
             }
             traffic.start()
-            interruption.wait(seconds: 60)
-            if interruption.received != 0 {
-                if !keep { lab.teardown() }
-                progress("interrupted: lab removed")
-            }
+            session.run(until: Date().addingTimeInterval(60), windowNs: 1_000_000_000, wait: interruption.wait,
+                        stopRequested: { interruption.received != 0 || done.isSet })
         }
+        if interruption.received != 0 { progress("interrupted: \(keep ? "lab removed anyway" : "lab removed")") }
         if json {
             print(report.json())
         } else {
             print(report.text(), terminator: "")
             print(summary.text)
         }
-        if keep { progress("lab kept: namespaces \(lab.namespaces.joined(separator: " ")); remove with 'ip netns del NAME'") }
+        if keep && interruption.received == 0 {
+            progress("lab kept: namespaces \(lab.namespaces.joined(separator: " ")); remove with 'ip netns del NAME'")
+        }
     }
+}
+
+/// A flag one thread sets and another reads.
+final class Done: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 /// Runs the demo's traffic and keeps what the applications measured.

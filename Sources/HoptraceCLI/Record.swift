@@ -30,42 +30,38 @@ struct Record: ParsableCommand {
     @Flag(help: "Overwrite an existing file.")
     var force = false
 
-    @Option(help: "Length of the timeline's windows, e.g. 1s, 500ms.")
-    var window: String = "1s"
+    @Option(help: "Length of the timeline's windows, e.g. 1s, 500ms.",
+            transform: { try parsePositiveDuration($0, "--window", example: "1s or 500ms") })
+    var window = DurationArgument(ns: 1_000_000_000)
 
-    @Option(help: "Keep only the last DURATION in memory and write it when a trigger fires, e.g. 30s.")
-    var flightRecorder: String?
+    @Option(help: "Keep only the last DURATION in memory and write it when a trigger fires, e.g. 30s.",
+            transform: { try parsePositiveDuration($0, "--flight-recorder", example: "30s") })
+    var flightRecorder: DurationArgument?
 
-    @Option(help: "With --flight-recorder: p99>DURATION, max>DURATION, drop or drop:REASON (repeatable). SIGUSR1 always triggers.")
-    var trigger: [String] = []
+    @Option(help: "With --flight-recorder: p99>DURATION, max>DURATION, drop or drop:REASON (repeatable). SIGUSR1 always triggers.",
+            transform: { text in
+                guard let t = Trigger(text) else {
+                    throw ValidationError("bad --trigger '\(text)': use p99>2ms, max>10ms, drop or drop:NO_SOCKET")
+                }
+                return t
+            })
+    var trigger: [Trigger] = []
 
-    @Option(help: "With --flight-recorder: how long to keep writing after a trigger.")
-    var after: String = "5s"
+    @Option(help: "With --flight-recorder: how long to keep writing after a trigger.",
+            transform: { try parseDuration($0, "--after", example: "5s") })
+    var after = DurationArgument(ns: 5_000_000_000)
 
-    @Option(help: "With --flight-recorder: how long triggers rest after an incident (rate limit).")
-    var cooldown: String = "30s"
+    @Option(help: "With --flight-recorder: how long triggers rest after an incident (rate limit).",
+            transform: { try parseDuration($0, "--cooldown", example: "30s") })
+    var cooldown = DurationArgument(ns: 30_000_000_000)
 
     @OptionGroup var selection: DeviceOptions
     @OptionGroup var options: TraceOptions
 
-    var triggers: [Trigger] { trigger.compactMap(Trigger.init) }
-
     func validate() throws {
-        if let f = flightRecorder {
-            guard let ns = DurationParser.nanoseconds(f), ns > 0 else {
-                throw ValidationError("bad --flight-recorder '\(f)': a duration, e.g. 30s")
-            }
-            for (name, v) in [("--after", after), ("--cooldown", cooldown)] where DurationParser.nanoseconds(v) == nil {
-                throw ValidationError("bad \(name) '\(v)': a duration, e.g. 5s")
-            }
-        } else if !trigger.isEmpty {
-            throw ValidationError("--trigger needs --flight-recorder DURATION")
-        }
-        for t in trigger where Trigger(t) == nil {
-            throw ValidationError("bad --trigger '\(t)': use p99>2ms, max>10ms, drop or drop:NO_SOCKET")
-        }
-        guard let w = DurationParser.nanoseconds(window), w >= 10_000_000 else {
-            throw ValidationError("bad --window '\(window)': at least 10ms, e.g. 1s or 500ms")
+        if flightRecorder == nil && !trigger.isEmpty { throw ValidationError("--trigger needs --flight-recorder DURATION") }
+        guard window.ns >= 10_000_000 else {
+            throw ValidationError("bad --window '\(formatNs(window.ns))': at least 10ms, e.g. 1s or 500ms")
         }
         if !force && FileManager.default.fileExists(atPath: output) {
             throw ValidationError("\(output) exists; use --force to overwrite it")
@@ -73,65 +69,44 @@ struct Record: ParsableCommand {
     }
 
     func run() throws {
-        requireRoot()
-        let (devices, names) = selection.resolve()
-        let windowNs = DurationParser.nanoseconds(window)!
-        var uts = utsname()
-        uname(&uts)
-        func field<T>(_ v: inout T) -> String { withUnsafeBytes(of: &v) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
-        let tracer = options.tracerOptions
-        let metadata = RecordingMetadata(
-            toolVersion: hoptraceVersion, host: field(&uts.nodename), kernel: field(&uts.release),
-            startUnixNs: UInt64(Date().timeIntervalSince1970 * 1e9), startMonotonicNs: monotonicNs(), windowNs: windowNs,
-            sampling: Sampling(every: tracer.sampleEvery, minLatencyNs: tracer.minLatencyNs), devices: devices.map(\.label),
-            softirq: tracer.softirq, names: names)
+        let interruption = Interruption.install()
+        try requireRoot()
+        let (devices, names) = try selection.resolve()
+        let tracer = options.tracerOptions(allVeth: selection.allVeth)
+        let metadata = TraceSession.recordingMetadata(devices: devices, names: names, options: tracer,
+                                                      windowNs: window.ns, version: hoptraceVersion)
         let writer: RecordingWriter
-        do { writer = try RecordingWriter(path: output, metadata: metadata, force: force) } catch { fail(error.description) }
-        let start = Date()
-        var flight: FlightRecorder?
-        if let f = flightRecorder.flatMap(DurationParser.nanoseconds) {
-            func windows(_ ns: UInt64) -> Int { Int((ns + windowNs - 1) / windowNs) }
-            flight = FlightRecorder(writer: writer, triggers: triggers, keepWindows: windows(f),
-                                    afterWindows: windows(DurationParser.nanoseconds(after)!),
-                                    cooldownWindows: windows(DurationParser.nanoseconds(cooldown)!),
-                                    reasons: DropReasons.running())
-            progress("flight recorder: keeping the last \(f / windowNs) windows; triggers: "
-                     + (triggers.map(\.description) + ["SIGUSR1"]).joined(separator: ", "))
+        do { writer = try RecordingWriter(path: output, metadata: metadata, force: force) } catch { throw CLIError(error.description) }
+        var target = RecordingTarget.file(writer)
+        if let f = flightRecorder {
+            func windows(_ ns: UInt64) -> Int { Int((ns + window.ns - 1) / window.ns) }
+            let flight = FlightRecorder(writer: writer, triggers: trigger, keepWindows: windows(f.ns),
+                                        afterWindows: windows(after.ns), cooldownWindows: windows(cooldown.ns),
+                                        reasons: DropReasons.running())
+            target = .flightRecorder(flight)
+            progress("flight recorder: keeping the last \(flight.keepWindows) windows; triggers: "
+                     + (trigger.map(\.description) + ["SIGUSR1"]).joined(separator: ", "))
         }
         let usr1 = SignalFlag(SIGUSR1)
-        let report = runTrace(devices: devices, names: names, options: options, sink: flight ?? writer) { interruption, session in
-            let end = Date().addingTimeInterval(Double(options.durationNs) / 1e9)
-            while Date() < end && interruption.received == 0 {
-                interruption.wait(seconds: min(Double(windowNs) / 1e9, end.timeIntervalSinceNow))
-                let status = RecordingStatus(monotonicNs: monotonicNs(), counters: session.counters(),
-                                             softirqRunNs: session.softirqRunNs())
-                if let flight {
-                    if usr1.take() { session.synchronized { flight.request("SIGUSR1") } }
-                    if let why = session.synchronized({ flight.closeWindow(status: status) }) {
-                        progress("flight recorder: \(why): writing the last \(flight.keepWindows) windows and \(flight.afterWindows) more")
+        let report = try runTrace(devices: devices, names: names, options: options, tracer: tracer,
+                                  interruption: interruption, recording: target) { session in
+            session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: window.ns,
+                        wait: interruption.wait, stopRequested: { interruption.received != 0 },
+                        incidentRequested: { usr1.take() ? "SIGUSR1" : nil }) { event in
+                switch event {
+                case .incident(let why):
+                    if case .flightRecorder(let f) = target {
+                        progress("flight recorder: \(why): writing the last \(f.keepWindows) windows and \(f.afterWindows) more")
                     }
-                } else {
-                    session.synchronized { writer.write(status: status) }
-                }
-                if let e = session.synchronized({ writer.error }) {
-                    progress("recording stopped: \(e); the file is readable up to its last complete chunk")
-                    break
+                case .recordingStopped(let why):
+                    progress("recording stopped: \(why); the file is readable up to its last complete chunk")
                 }
             }
         }
-        let end = RecordingEnd(status: RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters,
-                                                       softirqRunNs: []),
-                               durationSeconds: Date().timeIntervalSince(start), softirq: report.softirq)
-        do { try writer.finish(end) } catch { fail("\(error); \(output) is readable up to its last complete chunk") }
         let perRecord = writer.recordsWritten > 0 ? Double(writer.bytesWritten) / Double(writer.recordsWritten) : 0
+        var incidents = ""
+        if case .flightRecorder(let f) = target { incidents = " in \(f.incidents.count) incidents" }
         progress("recorded \(writer.recordsWritten) records in \(writer.bytesWritten) bytes "
-                 + "(\(String(format: "%.1f", perRecord)) bytes per record, \(report.lostEvents) lost) to \(output)"
-                 + (flight.map { " in \($0.incidents.count) incidents" } ?? ""))
+                 + "(\(String(format: "%.1f", perRecord)) bytes per record, \(report.lostEvents) lost) to \(output)" + incidents)
     }
-}
-
-func monotonicNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

@@ -3,9 +3,9 @@ import Foundation
 import HoptraceCore
 import HoptraceRecording
 
-/// Reads a recording or prints one line saying why it cannot and exits `code`.
-func load(_ path: String, code: Int32 = 1) -> RecordedTrace {
-    do { return try RecordedTrace(path: path) } catch { fail("\(path): \(error)", code: code) }
+/// Reads a recording, or throws one line saying why it cannot (exit status `code`).
+func load(_ path: String, code: Int32 = 1) throws -> RecordedTrace {
+    do { return try RecordedTrace(path: path) } catch { throw CLIError("\(path): \(error)", code: code) }
 }
 
 struct ReportCommand: ParsableCommand {
@@ -29,7 +29,7 @@ struct ReportCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let trace = load(file)
+        let trace = try load(file)
         let report = trace.report(topFlows: top)
         let timeline = trace.timeline
         let m = trace.contents.metadata
@@ -96,7 +96,7 @@ struct Compare: ParsableCommand {
     }
 
     func run() throws {
-        let a = load(before, code: 2), b = load(after, code: 2)
+        let a = try load(before, code: 2), b = try load(after, code: 2)
         for (path, t) in [(before, a), (after, b)] where t.contents.cutShort != nil {
             progress("\(path) was cut short: \(t.contents.cutShort!)")
         }
@@ -157,7 +157,7 @@ struct ExportCommand: ParsableCommand {
             handle = FileHandle.standardOutput
         } else {
             guard FileManager.default.createFile(atPath: output, contents: nil), let h = FileHandle(forWritingAtPath: output) else {
-                fail("cannot create \(output)")
+                throw CLIError("cannot create \(output)")
             }
             handle = h
         }
@@ -168,7 +168,7 @@ struct ExportCommand: ParsableCommand {
                 writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, reasons: m.reasons())
             }
         } catch {
-            fail("\(file): \(error)")
+            throw CLIError("\(file): \(error)")
         }
         writer?.finish(softirq: contents.end?.softirq)
         if let why = contents.cutShort { progress("\(file) was cut short: \(why); exported what it holds") }

@@ -31,35 +31,80 @@ public struct HoptraceCommand: ParsableCommand {
     )
 
     public init() {}
+
+    /// Parses and runs a command. A `CLIError` prints its one line on stderr and
+    /// exits with its code; it is thrown, never `exit()`ed from inside a command, so
+    /// every `defer` (a lab's teardown, detaching) has run by then.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("hoptrace: \(e.message)\n".utf8))
+            Foundation.exit(e.code)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 public let hoptraceVersion = "0.1.0"
 
-/// Options every tracing command shares.
+/// A duration as people write it: 10s, 500ms, 2m, 1.5s, 250us.
+struct DurationArgument: ExpressibleByArgument, Sendable {
+    var ns: UInt64
+    var seconds: Double { Double(ns) / 1e9 }
+
+    init(ns: UInt64) { self.ns = ns }
+
+    init?(argument: String) {
+        guard let ns = DurationParser.nanoseconds(argument) else { return nil }
+        self.ns = ns
+    }
+
+    var defaultValueDescription: String { formatNs(ns) }
+}
+
+extension TracerOptions.AttachMode: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let m = ["auto": Self.auto, "tcx": .tcx, "clsact": .clsact][argument] else { return nil }
+        self = m
+    }
+
+    public static var allValueStrings: [String] { ["auto", "tcx", "clsact"] }
+    public var defaultValueDescription: String { Self.allValueStrings[Int(rawValue)] }
+}
+
+enum Switch: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case on, off
+}
+
+/// Options every tracing command shares, typed here at the edge and parsed once.
 struct TraceOptions: ParsableArguments {
-    @Option(help: "How long to trace, e.g. 10s, 500ms, 2m.")
-    var duration: String = "10s"
+    @Option(help: "How long to trace, e.g. 10s, 500ms, 2m.",
+            transform: { try parsePositiveDuration($0, "duration", example: "10s, 500ms, 2m") })
+    var duration = DurationArgument(ns: 10_000_000_000)
 
     @Option(help: "Follow one packet in N (1 = every packet).")
-    var sample: UInt32 = 1
+    var sample: UInt32 = TracerOptions().sampleEvery
 
-    @Option(help: "Record only hops at least this slow, e.g. 50us.")
-    var minLatency: String = "0ns"
+    @Option(help: "Record only hops at least this slow, e.g. 50us.", transform: { try parseDuration($0, "--min-latency", example: "50us") })
+    var minLatency = DurationArgument(ns: TracerOptions().minLatencyNs)
 
-    @Option(help: "Flows listed in the report, slowest p99 first.")
+    @Option(help: "Flows listed in the report's text, slowest p99 first (--json lists all).")
     var top: Int = 10
 
     @Option(help: "Flows kept apart before the idlest are folded into one aggregate (bounds memory).")
     var maxFlows: Int = 10_000
 
     @Option(help: "Packets followed at once (the kernel's per-packet table, rounded up to a power of two; 144 bytes each).")
-    var maxPackets: UInt32 = 65_536
+    var maxPackets: UInt32 = TracerOptions().maxPackets
 
     @Option(help: "How to hook the devices: auto (tcx, clsact where tcx is missing), tcx, clsact.")
-    var attach: String = "auto"
+    var attach: TracerOptions.AttachMode = TracerOptions().attachMode
 
     @Option(help: "Trace NET_RX/NET_TX softirqs and NAPI polls: on or off (off saves their per-run cost).")
-    var softirq: String = "on"
+    var softirq: Switch = .on
 
     @Flag(help: "Measure the BPF programs' own run time (bpf_stats) for the report's tracer cost. It adds two clock reads to every program run, so it is off unless asked for.")
     var bpfStats = false
@@ -67,43 +112,53 @@ struct TraceOptions: ParsableArguments {
     @Flag(help: "Print the report as JSON (schema in docs/report-schema.md).")
     var json = false
 
-    var durationNs: UInt64 { DurationParser.nanoseconds(duration) ?? 0 }
-
     func validate() throws {
-        guard let d = DurationParser.nanoseconds(duration), d > 0 else {
-            throw ValidationError("bad duration '\(duration)': give a positive number with a unit, e.g. 10s, 500ms, 2m")
-        }
-        guard DurationParser.nanoseconds(minLatency) != nil else {
-            throw ValidationError("bad --min-latency '\(minLatency)': give a number with a unit, e.g. 50us")
-        }
         guard sample >= 1 else { throw ValidationError("--sample must be at least 1") }
         guard maxFlows >= 8 else { throw ValidationError("--max-flows must be at least 8") }
         guard top >= 0 else { throw ValidationError("--top must not be negative") }
         guard (1024...4_194_304).contains(maxPackets) else { throw ValidationError("--max-packets must be between 1024 and 4194304") }
-        guard attachMode != nil else { throw ValidationError("bad --attach '\(attach)': use auto, tcx or clsact") }
-        guard ["on", "off"].contains(softirq) else { throw ValidationError("bad --softirq '\(softirq)': use on or off") }
     }
 
-    var attachMode: TracerOptions.AttachMode? {
-        ["auto": .auto, "tcx": .tcx, "clsact": .clsact][attach]
-    }
-
-    var tracerOptions: TracerOptions {
+    /// The tracer's options; `allVeth`: every veth is traced, so hops start at tcx
+    /// egress and the node-wide net_dev_queue hook is not needed.
+    func tracerOptions(allVeth: Bool) -> TracerOptions {
         var o = TracerOptions()
         o.sampleEvery = sample
-        o.minLatencyNs = DurationParser.nanoseconds(minLatency) ?? 0
+        o.minLatencyNs = minLatency.ns
         o.maxPackets = maxPackets
-        o.attachMode = attachMode ?? .auto
-        o.softirq = softirq == "on"
+        o.attachMode = attach
+        o.softirq = softirq == .on
         o.runTimeStats = bpfStats
+        o.hopsFromUntracedDevices = !allVeth
         return o
     }
 }
 
-/// Prints one line to stderr and exits non-zero: the shape of every user error.
-func fail(_ message: String, code: Int32 = 1) -> Never {
-    FileHandle.standardError.write(Data("hoptrace: \(message)\n".utf8))
-    exit(code)
+/// Parses a duration option, or says in one line what is wrong and what to write.
+func parseDuration(_ text: String, _ name: String, example: String) throws -> DurationArgument {
+    guard let d = DurationArgument(argument: text) else {
+        throw ValidationError("bad \(name) '\(text)': give a number with a unit, e.g. \(example)")
+    }
+    return d
+}
+
+func parsePositiveDuration(_ text: String, _ name: String, example: String) throws -> DurationArgument {
+    let d = try parseDuration(text, name, example: example)
+    guard d.ns > 0 else { throw ValidationError("bad \(name) '\(text)': give a positive number with a unit, e.g. \(example)") }
+    return d
+}
+
+/// A user error: one line on stderr and an exit status, after every cleanup ran.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var code: Int32
+
+    init(_ message: String, code: Int32 = 1) {
+        self.message = message
+        self.code = code
+    }
+
+    var description: String { message }
 }
 
 func progress(_ message: String) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HoptraceCore
+import HoptraceRecording
 import HoptraceTracer
 
 struct Trace: ParsableCommand {
@@ -22,37 +23,52 @@ struct Trace: ParsableCommand {
     @OptionGroup var options: TraceOptions
 
     func run() throws {
-        requireRoot()
-        let (devices, names) = selection.resolve()
-        let report = runTrace(devices: devices, names: names, options: options) { interruption, _ in
-            interruption.wait(seconds: Double(options.durationNs) / 1e9)
+        let interruption = Interruption.install()
+        try requireRoot()
+        let (devices, names) = try selection.resolve()
+        let report = try runTrace(devices: devices, names: names, options: options,
+                                  tracer: options.tracerOptions(allVeth: selection.allVeth), interruption: interruption) { session in
+            session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: 1_000_000_000,
+                        wait: interruption.wait, stopRequested: { interruption.received != 0 })
         }
         print(options.json ? report.json() : report.text(), terminator: options.json ? "\n" : "")
     }
 }
 
-/// Attaches to `devices`, runs `body` (which waits while traffic flows), and returns
-/// the report. Errors print one line and exit non-zero; a signal still reports.
-func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions, sink: RecordSink? = nil,
-              body: (Interruption, TraceSession) -> Void) -> Report {
-    let interruption = Interruption()
+/// Starts a session on `devices`, runs `body` (which traces while traffic flows),
+/// and returns the report. A signal during set-up exits cleanly; one later still
+/// reports. Errors are thrown as one line.
+func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions, tracer: TracerOptions,
+              interruption: Interruption, recording: RecordingTarget? = nil,
+              body: (TraceSession) throws -> Void) throws -> Report {
     let session: TraceSession
     do {
-        session = try TraceSession(devices: devices, options: options.tracerOptions, names: names,
-                                   flowCapacity: options.maxFlows, topFlows: options.top, sink: sink)
+        session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: options.maxFlows,
+                                   topFlows: options.top, recording: recording)
     } catch {
-        fail(error.description)
+        throw CLIError(error.description)
+    }
+    if interruption.received != 0 {
+        _ = try? session.stop()
+        try interruption.checkDuringSetup("attaching")
     }
     progress("tracing \(devices.count) devices (\(devices.map(\.label).prefix(6).joined(separator: ", "))"
              + (devices.count > 6 ? ", ..." : "") + "); Ctrl-C to stop early")
     session.start()
-    body(interruption, session)
+    do {
+        try body(session)
+    } catch {
+        _ = try? session.stop()
+        throw error
+    }
     do {
         let report = try session.stop()
         if interruption.received != 0 { progress("interrupted: reporting what was traced") }
         return report
+    } catch let e as RecordingError {
+        throw CLIError("\(e); \(recording?.writer.path ?? "the recording") is readable up to its last complete chunk")
     } catch {
-        fail("trace failed: \(error)")
+        throw CLIError("trace failed: \(error)")
     }
 }
 
@@ -74,19 +90,19 @@ struct DeviceOptions: ParsableArguments {
         }
     }
 
-    /// The devices and the node's names; a bad selection prints one line and exits.
-    func resolve() -> ([DeviceSelection], NameTable) {
+    /// The devices and the node's names.
+    func resolve() throws -> ([DeviceSelection], NameTable) {
         let topology = Discovery.topology()
         do {
             return (try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces), topology.names)
         } catch {
-            fail(error.description)
+            throw CLIError(error.description)
         }
     }
 }
 
-func requireRoot() {
+func requireRoot() throws {
     if geteuid() != 0 {
-        fail("tracing needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run with sudo")
+        throw CLIError("tracing needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN); run with sudo")
     }
 }

@@ -1,9 +1,43 @@
 import Foundation
 import HoptraceCore
+import HoptraceRecording
+
+/// Where a session's records go besides its aggregate.
+public enum RecordingTarget {
+    /// Every record, to a recording file.
+    case file(RecordingWriter)
+    /// Only the windows around incidents, through a flight recorder (to its writer).
+    case flightRecorder(FlightRecorder)
+
+    public var writer: RecordingWriter {
+        switch self {
+        case .file(let w): w
+        case .flightRecorder(let f): f.writer
+        }
+    }
+
+    var sink: RecordSink {
+        switch self {
+        case .file(let w): w
+        case .flightRecorder(let f): f
+        }
+    }
+}
+
+/// What a session's window loop saw, for the command to tell the user.
+public enum SessionEvent: Sendable {
+    /// The flight recorder started writing an incident.
+    case incident(String)
+    /// The recording failed (full disk, I/O error); tracing stopped there.
+    case recordingStopped(String)
+}
 
 /// One trace from start to report: loads the tracer, attaches it, drains records
-/// into the aggregate on a dedicated thread, and turns the result into a report.
-/// Whatever happens, `stop()` (or deinit) detaches everything.
+/// into the aggregate on a dedicated thread, closes windows (a recording's status
+/// chunks, the flight recorder's decisions) and turns the result into a report.
+/// Every command that traces (trace, record, demo, the agent) runs one; the drain
+/// thread's lock stays inside. Whatever happens, `stop()` (or deinit) detaches
+/// everything.
 public final class TraceSession: @unchecked Sendable {
     public let devices: [DeviceSelection]
     public let options: TracerOptions
@@ -15,6 +49,7 @@ public final class TraceSession: @unchecked Sendable {
     private var kept: [HopRecord] = []
     private let keepRecords: Int
     private let topFlows: Int
+    private let recording: RecordingTarget?
     private let sink: RecordSink?
     private var decodeError: RecordDecodingError?
     private var startWall = Date()
@@ -27,9 +62,10 @@ public final class TraceSession: @unchecked Sendable {
     /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
                 flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0,
-                sink: RecordSink? = nil) throws(TracerError) {
+                recording: RecordingTarget? = nil) throws(TracerError) {
         self.topFlows = topFlows
-        self.sink = sink
+        self.recording = recording
+        sink = recording?.sink
         self.devices = devices
         self.options = options
         self.names = names
@@ -69,9 +105,44 @@ public final class TraceSession: @unchecked Sendable {
         d.start()
     }
 
-    /// Runs `body` while the drain thread is not handing records over (to write
-    /// to the sink from another thread).
-    public func synchronized<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock { try body() } }
+    /// Traces until `deadline`, or until `stopRequested()` says so, closing a window
+    /// every `windowNs`: the recording gets a status chunk (counters, softirq time)
+    /// per window, or the flight recorder decides whether an incident starts (and
+    /// takes `incidentRequested()`, e.g. SIGUSR1, as one). `wait(seconds)` sleeps and
+    /// may return early (a signal, the work finishing). A failed recording stops the
+    /// loop. Returns when done; `stop()` then gives the report.
+    public func run(until deadline: Date, windowNs: UInt64, wait: (Double) -> Void, stopRequested: () -> Bool,
+                    incidentRequested: () -> String? = { nil }, onEvent: (SessionEvent) -> Void = { _ in }) {
+        let window = Double(max(windowNs, 1_000_000)) / 1e9
+        var nextWindow = Date().addingTimeInterval(window)
+        while !stopRequested() {
+            let now = Date()
+            if now >= deadline { break }
+            if now < nextWindow {
+                wait(min(nextWindow, deadline).timeIntervalSince(now))
+                continue
+            }
+            nextWindow = nextWindow.addingTimeInterval(window)
+            guard let recording else { continue }
+            let status = RecordingStatus(monotonicNs: monotonicNs(), counters: counters(), softirqRunNs: softirqRunNs())
+            let why = incidentRequested()
+            let fired: String? = lock.withLock {
+                switch recording {
+                case .file(let w):
+                    w.write(status: status)
+                    return nil
+                case .flightRecorder(let f):
+                    if let why { f.request(why) }
+                    return f.closeWindow(status: status)
+                }
+            }
+            if let fired { onEvent(.incident(fired)) }
+            if let e = lock.withLock({ recording.writer.error }) {
+                onEvent(.recordingStopped("\(e)"))
+                break
+            }
+        }
+    }
 
     /// Kernel counters so far.
     public func counters() -> TracerCounters { (try? tracer.counters()) ?? TracerCounters() }
@@ -88,7 +159,9 @@ public final class TraceSession: @unchecked Sendable {
     /// A report of what has been seen so far, without stopping.
     public func snapshot() -> Report { makeReport() }
 
-    /// Stops draining, detaches everything and returns the report.
+    /// Stops draining, detaches everything, finishes the recording (its end chunk)
+    /// and returns the report. A recording that cannot be finished throws
+    /// `RecordingError` (the file is readable up to its last complete chunk).
     public func stop() throws -> Report {
         drain?.stop()
         if let e = drain?.error { tracer.close(); throw e }
@@ -97,7 +170,30 @@ public final class TraceSession: @unchecked Sendable {
         let report = makeReport()
         tracer.close()
         if let e = lock.withLock({ decodeError }) { throw e }
+        if let recording {
+            let end = RecordingEnd(status: RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters, softirqRunNs: []),
+                                   durationSeconds: report.durationSeconds, softirq: report.softirq)
+            try recording.writer.finish(end)
+        }
         return report
+    }
+
+    /// The metadata of a recording of this session: what a report made later
+    /// elsewhere needs (host, kernel, names, drop reasons, settings).
+    public func recordingMetadata(windowNs: UInt64, version: String) -> RecordingMetadata {
+        Self.recordingMetadata(devices: devices, names: names, options: options, windowNs: windowNs, version: version)
+    }
+
+    public static func recordingMetadata(devices: [DeviceSelection], names: NameTable, options: TracerOptions,
+                                         windowNs: UInt64, version: String) -> RecordingMetadata {
+        var uts = utsname()
+        uname(&uts)
+        let host = withUnsafeBytes(of: &uts.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return RecordingMetadata(
+            toolVersion: version, host: host, kernel: DropReasons.runningKernel(),
+            startUnixNs: UInt64(Date().timeIntervalSince1970 * 1e9), startMonotonicNs: monotonicNs(), windowNs: windowNs,
+            sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), devices: devices.map(\.label),
+            softirq: options.softirq, names: names, dropReasons: .running(), settings: options.settings)
     }
 
     private func makeReport() -> Report {
@@ -125,4 +221,11 @@ public final class TraceSession: @unchecked Sendable {
 
     /// BPF program run counts and times since load (for benchmarks).
     public func programStats() -> [Tracer.ProgramStats] { (try? tracer.programStats()) ?? [] }
+}
+
+/// CLOCK_MONOTONIC now, nanoseconds: the clock of the kernel's records.
+public func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

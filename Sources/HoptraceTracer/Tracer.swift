@@ -100,6 +100,13 @@ public struct TracerOptions: Sendable, Equatable {
     }
 
     static let softirqPrograms = ["ht_softirq_raise", "ht_softirq_entry", "ht_softirq_exit", "ht_napi_poll"]
+
+    /// The settings a recording states, as text.
+    public var settings: [String: String] {
+        ["sample_every": String(sampleEvery), "min_latency_ns": String(minLatencyNs), "max_packets": String(maxPackets),
+         "attach": ["auto", "tcx", "clsact"][Int(attachMode.rawValue)], "softirq": softirq ? "on" : "off",
+         "hops_from_untraced_devices": String(hopsFromUntracedDevices), "max_state_age_ns": String(maxStateAgeNs)]
+    }
 }
 
 /// The loaded BPF object, its links and its ring buffer. Confines the C pointer:

@@ -443,14 +443,12 @@ do {
                                  windowNs: 1_000_000_000, sampling: Sampling(), devices: lab.devices.map(\.label),
                                  softirq: true, names: names)
     let writer = try RecordingWriter(path: file, metadata: meta, force: true)
-    let session = try TraceSession(devices: lab.devices, names: names, sink: writer)
+    let session = try TraceSession(devices: lab.devices, names: names, recording: .file(writer))
     session.start()
     _ = try Traffic.tcpRequestResponse(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7101, requests: 5000)
     _ = try Traffic.tcpBulk(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7102, seconds: 2)
     _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 7103, count: 5000, intervalUs: 50)
     let report = try session.stop()
-    try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: []),
-                                   durationSeconds: report.durationSeconds, softirq: report.softirq))
     usleep(300_000)
     dump.interrupt()
     dump.waitUntilExit()

@@ -21,7 +21,7 @@ final class CommandTests: XCTestCase {
             (["trace", "--all-veth", "--duration", "abc"], [], "bad duration 'abc'"),
             (["trace", "--all-veth", "--duration", "0s"], [], "bad duration '0s'"),
             (["trace", "--duration", "1s"], [], "choose devices"),
-            (["trace", "--all-veth", "--attach", "magic"], [], "bad --attach 'magic'"),
+            (["trace", "--all-veth", "--attach", "magic"], [], "'magic' is invalid for '--attach"),
             (["trace", "--all-veth", "--duration", "1s"], ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], "needs root"),
         ]
         for t in cases {
@@ -54,12 +54,7 @@ final class CommandTests: XCTestCase {
         for (sig, name) in [(Int32(0), "normal exit"), (SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGKILL, "SIGKILL")] {
             let status = try runAndSignal(lab, signal: sig)
             if sig == 0 || sig == SIGINT || sig == SIGTERM { XCTAssertEqual(status, 0, "\(name): still reports and exits 0") }
-            // the kernel frees a killed process's links asynchronously: give it a moment
-            var left = try loadedHoptracePrograms()
-            for _ in 0..<20 where !left.isEmpty {
-                usleep(100_000)
-                left = try loadedHoptracePrograms()
-            }
+            let left = try hoptraceProgramsLeft()
             XCTAssertEqual(left, [], "after \(name)")
         }
     }
@@ -78,7 +73,31 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(try filters().contains("ht_tcx"), "a killed clsact run leaves its filters (that is why we sweep)")
         XCTAssertEqual(try runAndSignal(lab, signal: 0, extra: ["--attach", "clsact"]), 0)
         XCTAssertEqual(try filters().trimmingCharacters(in: .whitespacesAndNewlines), "")
-        XCTAssertEqual(try loadedHoptracePrograms(), [])
+        XCTAssertEqual(try hoptraceProgramsLeft(), [])
+    }
+
+    /// No lab outlives its run (issue 10, defect 4). `timeout -s KILL` kills the
+    /// demo and returns at once, while the killed process may still be exiting or a
+    /// zombie: the next run, started right away, removes its lab all the same. A
+    /// Ctrl-C while the lab is being built, or at any time, leaves nothing either.
+    func testLabsDoNotOutliveTheirRun() throws {
+        let long = ["demo", "--requests", "1000000", "--bulk-seconds", "20"]
+        let killed = try runHoptrace(long, prefix: ["timeout", "-s", "KILL", "3"], timeout: 30)
+        XCTAssertNotEqual(killed.status, 0)
+        let pid = try XCTUnwrap(killed.stderr.firstMatch(of: /tracing 4 devices \(ht-(\d+)-/)?.1, killed.stderr)
+        let next = try runHoptrace(["demo", "--requests", "20", "--bulk-seconds", "0.2", "--datagrams", "20"], timeout: 60)
+        XCTAssertEqual(next.status, 0, next.stderr)
+        XCTAssertEqual(try namespaces(startingWith: "ht-\(pid)-"), [], "the killed run's lab is still there:\n\(next.stderr)")
+        // Ctrl-C while the lab is being built
+        let (p, _) = try startHoptrace(["demo"], until: "building a lab")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130, "interrupted during set-up: 128 + SIGINT")
+        XCTAssertEqual(try namespaces(startingWith: "ht-\(p.processIdentifier)-"), [])
+        // and the issue's own reproduction: Ctrl-C after one second, wherever it is then
+        let one = try runHoptrace(["demo"], prefix: ["timeout", "-s", "INT", "1"], timeout: 60)
+        XCTAssertEqual(Lab.orphans(existing: try namespaces(startingWith: Lab.prefix)), [], "left by a dead run:\n\(one.stderr)")
+        XCTAssertEqual(try hoptraceProgramsLeft(), [])
     }
 
     /// `demo` builds its lab, runs traffic, reports every hop without losing a

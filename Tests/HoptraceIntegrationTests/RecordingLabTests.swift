@@ -30,13 +30,11 @@ final class RecordingLabTests: XCTestCase {
         let path = NSTemporaryDirectory() + "hoptrace-lab-\(getpid()).hoptrace"
         defer { unlink(path) }
         let writer = try RecordingWriter(path: path, metadata: metadata(lab, names: names))
-        let session = try TraceSession(devices: lab.devices, names: names, topFlows: .max, sink: writer)
+        let session = try TraceSession(devices: lab.devices, names: names, topFlows: .max, recording: .file(writer))
         session.start()
         _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9700, count: 1000, intervalUs: 50)
         _ = try Traffic.tcpRequestResponse(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9701, requests: 500)
         let live = try session.stop()
-        try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: live.counters, softirqRunNs: []),
-                                       durationSeconds: live.durationSeconds, softirq: live.softirq))
         let recorded = try RecordedTrace(path: path)
         XCTAssertNil(recorded.contents.cutShort)
         XCTAssertEqual(recorded.contents.records, live.records)
@@ -175,7 +173,7 @@ final class RecordingLabTests: XCTestCase {
         let names = Discovery.topology().names
         func record(_ path: String) throws {
             let writer = try RecordingWriter(path: path, metadata: metadata(lab, names: names, windowNs: 250_000_000))
-            let session = try TraceSession(devices: lab.devices, names: names, sink: writer)
+            let session = try TraceSession(devices: lab.devices, names: names, recording: .file(writer))
             session.start()
             // bursts of 20 datagrams every 10 ms for 3 s: 12 windows
             for _ in 0..<300 {
@@ -183,8 +181,6 @@ final class RecordingLabTests: XCTestCase {
                 usleep(10_000)
             }
             let report = try session.stop()
-            try writer.finish(RecordingEnd(status: RecordingStatus(monotonicNs: 0, counters: report.counters, softirqRunNs: []),
-                                           durationSeconds: report.durationSeconds, softirq: report.softirq))
         }
         let before = NSTemporaryDirectory() + "hoptrace-before-\(getpid()).hoptrace"
         let after = NSTemporaryDirectory() + "hoptrace-after-\(getpid()).hoptrace"

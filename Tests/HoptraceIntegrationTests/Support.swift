@@ -81,7 +81,10 @@ func runHoptrace(_ args: [String], prefix: [String] = [], timeout: Double = 60) 
 }
 
 /// Starts the binary and returns once it says it is tracing (every device attached).
-func startTracing(_ args: [String]) throws -> Process {
+func startTracing(_ args: [String]) throws -> Process { try startHoptrace(args, until: "tracing").process }
+
+/// Starts the binary and returns once its stderr shows `until`, with what it said so far.
+func startHoptrace(_ args: [String], until: String) throws -> (process: Process, said: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try hoptraceBinary())
     p.arguments = args
@@ -91,11 +94,28 @@ func startTracing(_ args: [String]) throws -> Process {
     try p.run()
     var seen = ""
     let deadline = Date().addingTimeInterval(20)
-    while !seen.contains("tracing"), Date() < deadline, p.isRunning {
+    while !seen.contains(until), Date() < deadline, p.isRunning {
         seen += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
     }
-    XCTAssertTrue(seen.contains("tracing"), "never attached: \(seen)")
-    return p
+    XCTAssertTrue(seen.contains(until), "never said '\(until)': \(seen)")
+    return (p, seen)
+}
+
+/// Namespaces on the node whose names start with `prefix`.
+func namespaces(startingWith prefix: String) throws -> [String] {
+    try Command.run(["ip", "netns", "list"]).split(separator: "\n").map { String($0.split(separator: " ")[0]) }
+        .filter { $0.hasPrefix(prefix) }
+}
+
+/// Programs of hoptrace still loaded after up to 3 s: the kernel frees the objects
+/// of a process that exited (or was killed) asynchronously.
+func hoptraceProgramsLeft() throws -> [String] {
+    var left = try loadedHoptracePrograms()
+    for _ in 0..<30 where !left.isEmpty {
+        usleep(100_000)
+        left = try loadedHoptracePrograms()
+    }
+    return left
 }
 
 /// Programs of hoptrace (named ht_*) loaded anywhere on the node.
