@@ -48,7 +48,7 @@ public struct HoptraceCommand: ParsableCommand {
     }
 }
 
-public let hoptraceVersion = "0.1.0"
+public let hoptraceVersion = "0.2.0"
 
 /// A duration as people write it: 10s, 500ms, 2m, 1.5s, 250us.
 struct DurationArgument: ExpressibleByArgument, Sendable {
