@@ -9,7 +9,8 @@ SKEL ?= Sources/CHoptraceBPF/hoptrace.skel.h
 BPF_OUT ?= bpf
 # -fdebug-compilation-dir: no checkout path in the object, so it is the same from any clone
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -fdebug-compilation-dir=.
-BPF_SRC := bpf/hoptrace.bpf.c bpf/vmlinux.h $(ABI)/hoptrace_abi.h
+# one compilation unit, hoptrace.bpf.c, and the parts it includes (bpf/*.bpf.h)
+BPF_SRC := bpf/hoptrace.bpf.c $(wildcard bpf/*.bpf.h) bpf/vmlinux.h $(ABI)/hoptrace_abi.h
 
 .PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
 
