@@ -11,8 +11,8 @@ BPF_OUT ?= bpf
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -fdebug-compilation-dir=.
 # one compilation unit, hoptrace.bpf.c, and the parts it includes (bpf/*.bpf.h)
 BPF_SRC := bpf/hoptrace.bpf.c $(wildcard bpf/*.bpf.h) bpf/vmlinux.h $(ABI)/hoptrace_abi.h
-# the C module as SwiftPM builds it (every .c of the target), for the bench's C consumer
-CMODULE_SRC := $(wildcard Sources/CHoptraceBPF/*.c)
+# the C module as SwiftPM builds it (every .c of the target and of CHoptraceNetns), for the bench's C consumer
+CMODULE_SRC := $(wildcard Sources/CHoptraceBPF/*.c Sources/CHoptraceNetns/*.c)
 
 .PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
 
@@ -60,7 +60,8 @@ demo: build
 bench: build bench/c_consumer.c
 	mkdir -p .build/bench
 	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c $(CMODULE_SRC) \
-		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I $(ABI) -lbpf -lelf -lz -lpthread
+		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I Sources/CHoptraceNetns/include -I $(ABI) \
+		-lbpf -lelf -lz -lpthread
 	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4}
 
 clean:

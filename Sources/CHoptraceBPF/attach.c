@@ -2,12 +2,9 @@
 /* tcx (clsact where the kernel has no tcx) on devices in any network namespace,
  * from a short-lived thread that enters the namespace, so the caller's threads
  * never change namespace. */
-#define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <net/if.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -15,6 +12,7 @@
 
 #include "internal.h"
 #include "hoptrace.skel.h"
+#include "hoptrace_netns.h"
 
 /* Attach types of tcx links (kernel 6.6+). Debian's libbpf 1.1 headers predate
  * them, but bpf_link_create passes unknown attach types through unchanged. */
@@ -68,21 +66,16 @@ static void *attach_thread(void *arg)
 
 	j->link_fd[0] = j->link_fd[1] = -1;
 	if (j->netns_path) {
-		int ns = open(j->netns_path, O_RDONLY | O_CLOEXEC);
-
-		if (ns < 0) {
-			j->code = -errno;
-			j->call = "open(netns)";
-			return NULL;
-		}
 		/* setns on this thread only: the caller's threads stay where they are */
-		if (setns(ns, CLONE_NEWNET) < 0) {
-			j->code = -errno;
-			j->call = "setns(netns)";
-			close(ns);
+		int rc = ht_enter_netns(j->netns_path);
+
+		if (rc) {
+			/* one errno for open and setns: a missing file is open's, the call
+			 * Swift reports as "no such network namespace" */
+			j->code = rc;
+			j->call = rc == -ENOENT ? "open(netns)" : "setns(netns)";
 			return NULL;
 		}
-		close(ns);
 	}
 	j->ifindex = (int)if_nametoindex(j->ifname);
 	if (!j->ifindex) {
