@@ -9,7 +9,10 @@ SKEL ?= Sources/CHoptraceBPF/hoptrace.skel.h
 BPF_OUT ?= bpf
 # -fdebug-compilation-dir: no checkout path in the object, so it is the same from any clone
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -fdebug-compilation-dir=.
-BPF_SRC := bpf/hoptrace.bpf.c bpf/vmlinux.h $(ABI)/hoptrace_abi.h
+# one compilation unit, hoptrace.bpf.c, and the parts it includes (bpf/*.bpf.h)
+BPF_SRC := bpf/hoptrace.bpf.c $(wildcard bpf/*.bpf.h) bpf/vmlinux.h $(ABI)/hoptrace_abi.h
+# the C module as SwiftPM builds it (every .c of the target and of CHoptraceNetns), for the bench's C consumer
+CMODULE_SRC := $(wildcard Sources/CHoptraceBPF/*.c Sources/CHoptraceNetns/*.c)
 
 .PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
 
@@ -56,8 +59,9 @@ demo: build
 
 bench: build bench/c_consumer.c
 	mkdir -p .build/bench
-	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c Sources/CHoptraceBPF/hoptrace_bpf.c \
-		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I $(ABI) -lbpf -lelf -lz -lpthread
+	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c $(CMODULE_SRC) \
+		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I Sources/CHoptraceNetns/include -I $(ABI) \
+		-lbpf -lelf -lz -lpthread
 	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4}
 
 clean:

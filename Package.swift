@@ -16,7 +16,7 @@ let package = Package(
         // The only code that touches libbpf; embeds the precompiled BPF object (skeleton).
         .target(
             name: "CHoptraceBPF",
-            dependencies: ["CHoptraceABI"],
+            dependencies: ["CHoptraceABI", "CHoptraceNetns"],
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
         // setns() for Swift (Glibc hides it behind _GNU_SOURCE).

@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 make -s --always-make bpf BPF_OUT="$tmp" SKEL="$tmp/skel.h" >/dev/null
 if ! cmp -s "$tmp/skel.h" Sources/CHoptraceBPF/hoptrace.skel.h; then
-  echo "bpf-check: Sources/CHoptraceBPF/hoptrace.skel.h does not match bpf/*.bpf.c; run 'make bpf' and commit" >&2
+  echo "bpf-check: Sources/CHoptraceBPF/hoptrace.skel.h does not match bpf/ (hoptrace.bpf.c and its parts); run 'make bpf' and commit" >&2
   exit 1
 fi
 echo "bpf-check: embedded BPF object matches the sources"

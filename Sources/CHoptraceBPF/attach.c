@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tcx (clsact where the kernel has no tcx) on devices in any network namespace,
+ * from a short-lived thread that enters the namespace, so the caller's threads
+ * never change namespace. */
+#include <errno.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "internal.h"
+#include "hoptrace.skel.h"
+#include "hoptrace_netns.h"
+
+/* Attach types of tcx links (kernel 6.6+). Debian's libbpf 1.1 headers predate
+ * them, but bpf_link_create passes unknown attach types through unchanged. */
+#define HT_BPF_TCX_INGRESS 46
+#define HT_BPF_TCX_EGRESS 47
+/* Handle and priority of our clsact filters, fixed so a later run can find and
+ * remove what a killed one left ("HT" and a priority no tool picks by default). */
+#define HT_TC_HANDLE 0x4854
+#define HT_TC_PRIORITY 0x4854
+
+struct attach_job {
+	const char *netns_path;
+	const char *ifname;
+	int prog_fd[2];   /* ingress, egress */
+	int directions;   /* HT_DIR_* */
+	int mode;
+	int sweep_only;
+	int link_fd[2];
+	int ifindex;
+	int used_mode;
+	int swept;
+	int code;
+	const char *call;
+};
+
+static int tc_attach_one(int ifindex, int prog_fd, int ingress)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = HT_TC_HANDLE, .priority = HT_TC_PRIORITY,
+			    .prog_fd = prog_fd);
+	int rc = bpf_tc_hook_create(&hook);
+
+	if (rc && rc != -EEXIST)
+		return rc;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static int tc_detach_one(int ifindex, int ingress)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = HT_TC_HANDLE, .priority = HT_TC_PRIORITY);
+
+	return bpf_tc_detach(&hook, &opts);
+}
+
+static void *attach_thread(void *arg)
+{
+	struct attach_job *j = arg;
+
+	j->link_fd[0] = j->link_fd[1] = -1;
+	if (j->netns_path) {
+		/* setns on this thread only: the caller's threads stay where they are */
+		int rc = ht_enter_netns(j->netns_path);
+
+		if (rc) {
+			/* one errno for open and setns: a missing file is open's, the call
+			 * Swift reports as "no such network namespace" */
+			j->code = rc;
+			j->call = rc == -ENOENT ? "open(netns)" : "setns(netns)";
+			return NULL;
+		}
+	}
+	j->ifindex = (int)if_nametoindex(j->ifname);
+	if (!j->ifindex) {
+		j->code = -ENODEV;
+		j->call = "if_nametoindex";
+		return NULL;
+	}
+	if (j->sweep_only) {
+		for (int dir = 0; dir < 2; dir++)
+			if (tc_detach_one(j->ifindex, dir == 0) == 0)
+				j->swept++;
+		return NULL;
+	}
+	if (j->mode != HT_ATTACH_CLSACT) {
+		for (int dir = 0; dir < 2; dir++) {
+			int type = dir == 0 ? HT_BPF_TCX_INGRESS : HT_BPF_TCX_EGRESS;
+
+			if (!(j->directions & (1 << dir)))
+				continue;
+			j->link_fd[dir] = bpf_link_create(j->prog_fd[dir], j->ifindex, type, NULL);
+			if (j->link_fd[dir] < 0) {
+				j->code = j->link_fd[dir];
+				j->call = "bpf_link_create(tcx)";
+				j->link_fd[dir] = -1;
+				if (dir == 1 && j->link_fd[0] >= 0) {
+					close(j->link_fd[0]);
+					j->link_fd[0] = -1;
+				}
+				break;
+			}
+		}
+		if (j->code == 0) {
+			j->used_mode = HT_ATTACH_TCX;
+			return NULL;
+		}
+		/* only a kernel without tcx (EINVAL for the attach type) falls back */
+		if (j->mode == HT_ATTACH_TCX || j->code != -EINVAL)
+			return NULL;
+		j->code = 0;
+	}
+	for (int dir = 0; dir < 2; dir++) {
+		int rc;
+
+		if (!(j->directions & (1 << dir)))
+			continue;
+		rc = tc_attach_one(j->ifindex, j->prog_fd[dir], dir == 0);
+		if (rc) {
+			j->code = rc;
+			j->call = "bpf_tc_attach(clsact)";
+			if (dir == 1)
+				tc_detach_one(j->ifindex, 1);
+			return NULL;
+		}
+	}
+	j->used_mode = HT_ATTACH_CLSACT;
+	return NULL;
+}
+
+static int run_job(struct attach_job *j, struct ht_error *err)
+{
+	pthread_t th;
+	int rc = pthread_create(&th, NULL, attach_thread, j);
+
+	if (rc)
+		return fail(err, rc, "pthread_create");
+	pthread_join(th, NULL);
+	if (j->code)
+		return fail(err, j->code, j->call);
+	ok(err);
+	return 0;
+}
+
+int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
+		     int directions, struct ht_attachment *out, struct ht_error *err)
+{
+	struct attach_job j = {
+		.netns_path = netns_path, .ifname = ifname, .mode = mode, .directions = directions,
+		.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
+			     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
+	};
+	int rc;
+
+	if (t->nlinks + 2 > HT_MAX_LINKS || t->nclsact + 2 > HT_MAX_LINKS)
+		return fail(err, E2BIG, "attach(too many devices)");
+	rc = run_job(&j, err);
+	if (rc)
+		return rc;
+	if (j.used_mode == HT_ATTACH_TCX) {
+		for (int dir = 0; dir < 2; dir++)
+			if (j.link_fd[dir] >= 0)
+				t->links[t->nlinks++] = j.link_fd[dir];
+	} else {
+		/* one entry per device: closing sweeps both directions */
+		struct ht_clsact *c = &t->clsact[t->nclsact++];
+
+		snprintf(c->netns_path, sizeof(c->netns_path), "%s", netns_path ? netns_path : "");
+		snprintf(c->ifname, sizeof(c->ifname), "%s", ifname);
+	}
+	if (out) {
+		out->ifindex = j.ifindex;
+		out->mode = j.used_mode;
+	}
+	return 0;
+}
+
+int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error *err)
+{
+	libbpf_set_print(ht_libbpf_print);
+	struct attach_job j = { .netns_path = netns_path, .ifname = ifname, .sweep_only = 1 };
+	int rc = run_job(&j, err);
+
+	return rc ? rc : j.swept;
+}
+
+void ht_detach_devices(struct ht_tracer *t)
+{
+	for (int i = 0; i < t->nlinks; i++)
+		close(t->links[i]);
+	for (int i = 0; i < t->nclsact; i++) {
+		struct ht_clsact *c = &t->clsact[i];
+
+		ht_sweep_clsact(c->netns_path[0] ? c->netns_path : NULL, c->ifname, NULL);
+	}
+}
