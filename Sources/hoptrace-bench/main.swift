@@ -3,6 +3,7 @@
 // median of repeated runs (the machines are shared and noisy).
 import Foundation
 import HoptraceCore
+import HoptraceNode
 import HoptraceLab
 import HoptraceRecording
 import HoptraceTracer

@@ -1,7 +1,8 @@
 import Foundation
 import XCTest
 
-@testable import HoptraceCore
+import HoptraceCore
+@testable import HoptraceNode
 
 final class NamesTests: XCTestCase {
     var root = ""
@@ -96,17 +97,5 @@ final class NamesTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("no device 'eth9' in netns 'a'"), "\(e)")
         }
         XCTAssertThrowsError(try t.select(allVeth: false, netns: nil, interfaces: []))
-    }
-
-    func testDurations() {
-        XCTAssertEqual(DurationParser.nanoseconds("10s"), 10_000_000_000)
-        XCTAssertEqual(DurationParser.nanoseconds("500ms"), 500_000_000)
-        XCTAssertEqual(DurationParser.nanoseconds("2m"), 120_000_000_000)
-        XCTAssertEqual(DurationParser.nanoseconds("1.5s"), 1_500_000_000)
-        XCTAssertEqual(DurationParser.nanoseconds("250us"), 250_000)
-        XCTAssertNil(DurationParser.nanoseconds("abc"))
-        XCTAssertNil(DurationParser.nanoseconds("10"))
-        XCTAssertNil(DurationParser.nanoseconds("-1s"))
-        XCTAssertNil(DurationParser.nanoseconds("1e30h"))
     }
 }
