@@ -42,6 +42,13 @@ public struct NamespaceScanner: Sendable {
         return UInt32(link.dropFirst(5).dropLast())
     }
 
+    /// The inode of the namespace a file opens (/run/netns/NAME, /proc/PID/ns/net):
+    /// the namespace's identity, as records carry it.
+    public static func inode(ofNetnsFile path: String) -> UInt32? {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt32(truncatingIfNeeded: st.st_ino) : nil
+    }
+
     /// A container id in a cgroup path (docker, containerd, cri-o, podman: 64 hex digits).
     public static func containerID(fromCgroup text: String) -> String? {
         for line in text.split(separator: "\n") {
@@ -73,8 +80,7 @@ public struct NamespaceScanner: Sendable {
         }
         for name in ((try? fm.contentsOfDirectory(atPath: root + "run/netns")) ?? []).sorted() {
             let path = root + "run/netns/" + name
-            var st = stat()
-            if stat(path, &st) == 0 { offer(NetnsInfo(inode: UInt32(truncatingIfNeeded: st.st_ino), name: name, kind: .named, path: path)) }
+            if let ino = Self.inode(ofNetnsFile: path) { offer(NetnsInfo(inode: ino, name: name, kind: .named, path: path)) }
         }
         let pids = ((try? fm.contentsOfDirectory(atPath: root + "proc")) ?? []).compactMap { Int($0) }.sorted()
         for pid in pids {

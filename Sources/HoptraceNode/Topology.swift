@@ -1,22 +1,4 @@
-import Foundation
 import HoptraceCore
-
-/// One device as `ip -json -details link show` prints it (the fields we use).
-public struct IPLink: Decodable, Sendable {
-    public struct LinkInfo: Decodable, Sendable {
-        public var info_kind: String?
-    }
-
-    public var ifindex: UInt32
-    public var ifname: String
-    public var link_index: UInt32?
-    public var link_netnsid: Int?
-    public var master: String?
-    public var operstate: String?
-    public var linkinfo: LinkInfo?
-
-    public var kind: String { linkinfo?.info_kind ?? "" }
-}
 
 /// A device on the node: where it is, what it is, and its veth peer if it has one.
 public struct DeviceInfo: Hashable, Codable, Sendable {
@@ -40,31 +22,37 @@ public struct NodeTopology: Sendable {
         self.devices = devices
     }
 
-    /// Builds the topology from each namespace's `ip -json -details link` output.
-    /// A veth's peer is the veth whose ifindex is our `link_index` and whose
-    /// `link_index` is our ifindex: in the same namespace when `link_netnsid` is
-    /// absent, in another one otherwise (nsids are per-namespace, so we match by the
-    /// pair of indexes and prefer a unique candidate).
-    public init(namespaces: [NetnsInfo], links: [UInt32: [IPLink]]) {
+    /// Builds the topology from each namespace's devices.
+    ///
+    /// A veth's peer is the veth whose ifindex is our `linkIndex` and whose `linkIndex`
+    /// is our ifindex: in the same namespace when `linkNetnsID` is nil, in another one
+    /// otherwise (nsids are per-namespace, so we match by the pair of indexes and
+    /// prefer a unique candidate).
+    public init(namespaces: [NetnsInfo], links: [UInt32: [LinkMessage]]) {
         self.namespaces = namespaces
-        var devices: [DeviceInfo] = []
+        var devices: [DeviceInfo] = [], messages: [LinkMessage] = []
         for ns in namespaces {
-            for l in links[ns.inode] ?? [] {
-                devices.append(DeviceInfo(endpoint: Endpoint(netns: ns.inode, ifindex: l.ifindex), name: l.ifname,
-                                          kind: l.kind, master: l.master, peer: nil, state: l.operstate ?? "UNKNOWN"))
+            let own = links[ns.inode] ?? []
+            // a master is a device of the same namespace
+            let names = Dictionary(own.map { ($0.ifindex, $0.name) }, uniquingKeysWith: { first, _ in first })
+            for l in own {
+                devices.append(DeviceInfo(endpoint: Endpoint(netns: ns.inode, ifindex: l.ifindex), name: l.name, kind: l.kind,
+                                          master: l.masterIndex.flatMap { names[$0] }, peer: nil, state: l.operstate))
+                messages.append(l)
             }
         }
-        var raw: [Endpoint: IPLink] = [:]
-        for ns in namespaces { for l in links[ns.inode] ?? [] { raw[Endpoint(netns: ns.inode, ifindex: l.ifindex)] = l } }
+        struct Ends: Hashable { var ifindex, linkIndex: UInt32 }
+        var vethsByEnds: [Ends: [Int]] = [:]
         for i in devices.indices where devices[i].isVeth {
-            let me = devices[i].endpoint
-            guard let l = raw[me], let peerIndex = l.link_index else { continue }
-            let candidates = devices.filter { d in
-                d.isVeth && d.endpoint != me && d.endpoint.ifindex == peerIndex
-                    && (l.link_netnsid == nil ? d.endpoint.netns == me.netns : d.endpoint.netns != me.netns)
-                    && raw[d.endpoint]?.link_index == me.ifindex
+            if let peer = messages[i].linkIndex { vethsByEnds[Ends(ifindex: messages[i].ifindex, linkIndex: peer), default: []].append(i) }
+        }
+        for i in devices.indices where devices[i].isVeth {
+            guard let peerIndex = messages[i].linkIndex else { continue }
+            let me = devices[i].endpoint, nsid = messages[i].linkNetnsID
+            let candidates = (vethsByEnds[Ends(ifindex: peerIndex, linkIndex: me.ifindex)] ?? []).filter { j in
+                j != i && (nsid == nil) == (devices[j].endpoint.netns == me.netns)
             }
-            if candidates.count == 1 { devices[i].peer = candidates[0].endpoint }
+            if candidates.count == 1 { devices[i].peer = devices[candidates[0]].endpoint }
         }
         self.devices = devices
     }
