@@ -24,6 +24,27 @@ public enum Discovery {
             }
             namespaces.append(ns)
         }
-        return NodeTopology(namespaces: namespaces, links: links)
+        var nsids = NetnsIDs()
+        return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+    }
+}
+
+/// The nsids namespaces have for each other, asked over rtnetlink as veth matching
+/// needs them (rarely: only when several namespaces have a fitting peer), each pair once.
+private struct NetnsIDs {
+    struct Pair: Hashable { var namespace, seenFrom: UInt32 }
+    private var sockets: [UInt32: RouteSocket] = [:]
+    private var answers: [Pair: Int32?] = [:]
+
+    mutating func id(of namespace: NetnsInfo, seenFrom: NetnsInfo) -> Int32? {
+        let pair = Pair(namespace: namespace.inode, seenFrom: seenFrom.inode)
+        if let known = answers[pair] { return known }
+        var answer: Int32?
+        if let socket = sockets[seenFrom.inode] ?? (try? RouteSocket(netnsPath: seenFrom.path)) {
+            sockets[seenFrom.inode] = socket
+            answer = try? socket.netnsID(of: namespace.path)
+        }
+        answers[pair] = answer
+        return answer
     }
 }

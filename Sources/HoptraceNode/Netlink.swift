@@ -1,14 +1,16 @@
 import Glibc
 
-/// The rtnetlink numbers discovery uses, from linux/netlink.h, linux/rtnetlink.h and
-/// linux/if_link.h: Swift's Glibc module imports none of these headers.
+/// The rtnetlink numbers discovery uses, from linux/netlink.h, linux/rtnetlink.h,
+/// linux/if_link.h and linux/net_namespace.h: Swift's Glibc module imports none of
+/// these headers.
 enum RTNetlink {
-    /// Size of struct nlmsghdr; of struct ifinfomsg.
-    static let headerSize = 16, ifinfoSize = 16
+    /// Size of struct nlmsghdr; of struct ifinfomsg; of struct rtgenmsg padded to 4.
+    static let headerSize = 16, ifinfoSize = 16, rtgenSize = 4
 
     // nlmsg_type
     static let noop: UInt16 = 1, error: UInt16 = 2, done: UInt16 = 3, overrun: UInt16 = 4
     static let newLink: UInt16 = 16, getLink: UInt16 = 18
+    static let newNetnsID: UInt16 = 88, getNetnsID: UInt16 = 90
 
     // nlmsg_flags
     static let request: UInt16 = 0x1, multi: UInt16 = 0x2, dumpInterrupted: UInt16 = 0x10, dump: UInt16 = 0x300
@@ -20,6 +22,9 @@ enum RTNetlink {
     /// IFLA_EXT_MASK bit RTEXT_FILTER_SKIP_STATS: replies without the counters, which
     /// discovery does not read (a good part of each reply's bytes).
     static let skipStats: UInt32 = 1 << 3
+
+    // NETNSA_* attributes of RTM_GETNSID / RTM_NEWNSID
+    static let netnsID: UInt16 = 1, netnsFD: UInt16 = 3
 
     /// nla_type carries two flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER) above the type.
     static let attributeTypeMask: UInt16 = 0x3fff
@@ -262,5 +267,49 @@ extension NetlinkWriter {
             m.attribute(RTNetlink.extMask, RTNetlink.skipStats)
         }
         return w.bytes
+    }
+
+    /// An RTM_GETNSID request: the nsid the socket's namespace has for the one `netnsFD` opens.
+    static func netnsIDRequest(sequence: UInt32, netnsFD: Int32) -> [UInt8] {
+        var w = NetlinkWriter()
+        w.message(type: RTNetlink.getNetnsID, flags: RTNetlink.request, sequence: sequence) { m in
+            m.zeros(RTNetlink.rtgenSize) // struct rtgenmsg: any family
+            m.attribute(RTNetlink.netnsFD, UInt32(bitPattern: netnsFD))
+        }
+        return w.bytes
+    }
+}
+
+/// The answer to an RTM_GETNSID request, from the datagrams the kernel sends for it.
+struct NetnsIDReply {
+    let sequence: UInt32
+    private(set) var isComplete = false
+    /// The nsid; nil when the namespace has none for that one.
+    private(set) var netnsID: Int32?
+
+    static let operation = "RTM_GETNSID"
+
+    init(sequence: UInt32) { self.sequence = sequence }
+
+    mutating func take(_ datagram: UnsafeRawBufferPointer) throws(NetlinkError) {
+        for message in try NetlinkMessage.messages(in: datagram, operation: Self.operation) where message.sequence == sequence {
+            switch message.type {
+            case RTNetlink.newNetnsID where message.payload.count >= RTNetlink.rtgenSize:
+                var id: Int32?
+                for (type, value) in NetlinkAttributes(UnsafeRawBufferPointer(rebasing: message.payload[RTNetlink.rtgenSize...]))
+                where type == RTNetlink.netnsID && value.count >= 4 {
+                    id = value.loadUnaligned(as: Int32.self)
+                }
+                // NETNSA_NSID_NOT_ASSIGNED (-1): this namespace has no id for that one
+                netnsID = id.flatMap { $0 < 0 ? nil : $0 }
+                isComplete = true
+            case RTNetlink.error:
+                let code = message.errorCode
+                if code < 0 { throw NetlinkError(Self.operation, code: -code) }
+                isComplete = true // an acknowledgement without an answer: no nsid
+            default:
+                break
+            }
+        }
     }
 }

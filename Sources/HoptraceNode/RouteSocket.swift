@@ -42,6 +42,18 @@ final class RouteSocket {
         return dump.links
     }
 
+    /// The nsid this namespace has for the namespace that `path` opens (RTM_GETNSID);
+    /// nil when it has none.
+    func netnsID(of path: String) throws(NetlinkError) -> Int32? {
+        let netnsFD = open(path, O_RDONLY | O_CLOEXEC)
+        guard netnsFD >= 0 else { throw NetlinkError("open \(path)", code: errno) }
+        defer { close(netnsFD) }
+        var reply = NetnsIDReply(sequence: nextSequence())
+        try send(NetlinkWriter.netnsIDRequest(sequence: reply.sequence, netnsFD: netnsFD), operation: NetnsIDReply.operation)
+        while !reply.isComplete { try reply.take(receive(operation: NetnsIDReply.operation)) }
+        return reply.netnsID
+    }
+
     private func nextSequence() -> UInt32 {
         sequence &+= 1
         return sequence

@@ -26,9 +26,12 @@ public struct NodeTopology: Sendable {
     ///
     /// A veth's peer is the veth whose ifindex is our `linkIndex` and whose `linkIndex`
     /// is our ifindex: in the same namespace when `linkNetnsID` is nil, in another one
-    /// otherwise (nsids are per-namespace, so we match by the pair of indexes and
-    /// prefer a unique candidate).
-    public init(namespaces: [NetnsInfo], links: [UInt32: [LinkMessage]]) {
+    /// otherwise. An nsid means something only inside the namespace that holds it, so
+    /// the pair of indexes decides; only when veths in several namespaces fit does
+    /// `netnsID(candidate, ours)` (the nsid our namespace has for a candidate's) pick
+    /// the one our `linkNetnsID` names.
+    public init(namespaces: [NetnsInfo], links: [UInt32: [LinkMessage]],
+                netnsID: (_ namespace: NetnsInfo, _ seenFrom: NetnsInfo) -> Int32? = { _, _ in nil }) {
         self.namespaces = namespaces
         var devices: [DeviceInfo] = [], messages: [LinkMessage] = []
         for ns in namespaces {
@@ -46,11 +49,17 @@ public struct NodeTopology: Sendable {
         for i in devices.indices where devices[i].isVeth {
             if let peer = messages[i].linkIndex { vethsByEnds[Ends(ifindex: messages[i].ifindex, linkIndex: peer), default: []].append(i) }
         }
+        let namespaceByInode = Dictionary(namespaces.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
         for i in devices.indices where devices[i].isVeth {
             guard let peerIndex = messages[i].linkIndex else { continue }
             let me = devices[i].endpoint, nsid = messages[i].linkNetnsID
-            let candidates = (vethsByEnds[Ends(ifindex: peerIndex, linkIndex: me.ifindex)] ?? []).filter { j in
+            var candidates = (vethsByEnds[Ends(ifindex: peerIndex, linkIndex: me.ifindex)] ?? []).filter { j in
                 j != i && (nsid == nil) == (devices[j].endpoint.netns == me.netns)
+            }
+            if candidates.count > 1, let nsid, let mine = namespaceByInode[me.netns] {
+                candidates = candidates.filter { j in
+                    namespaceByInode[devices[j].endpoint.netns].map { netnsID($0, mine) == nsid } ?? false
+                }
             }
             if candidates.count == 1 { devices[i].peer = devices[candidates[0]].endpoint }
         }

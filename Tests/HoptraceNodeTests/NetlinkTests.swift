@@ -121,7 +121,7 @@ final class NetlinkTests: XCTestCase {
         }
     }
 
-    func testLinkDumpRequest() throws {
+    func testRequestsAndNetnsIDReplies() throws {
         let request = NetlinkWriter.linkDumpRequest(sequence: 3)
         XCTAssertEqual(request.count, 16 + 16 + 8)
         request.withUnsafeBytes { raw in
@@ -131,5 +131,51 @@ final class NetlinkTests: XCTestCase {
             XCTAssertEqual(raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self), 3)
             XCTAssertEqual(raw.loadUnaligned(fromByteOffset: 36, as: UInt32.self), RTNetlink.skipStats)
         }
+        XCTAssertEqual(NetlinkWriter.netnsIDRequest(sequence: 4, netnsFD: 9).count, 16 + 4 + 8)
+
+        func reply(_ nsid: Int32) throws -> NetnsIDReply {
+            var w = NetlinkWriter()
+            w.message(type: RTNetlink.newNetnsID, flags: 0, sequence: 4) { m in
+                m.append(UInt32(0))
+                m.attribute(RTNetlink.netnsID, nsid)
+            }
+            var r = NetnsIDReply(sequence: 4)
+            try w.bytes.withUnsafeBytes { try r.take($0) }
+            return r
+        }
+        XCTAssertEqual(try reply(5).netnsID, 5)
+        XCTAssertTrue(try reply(5).isComplete)
+        XCTAssertNil(try reply(-1).netnsID, "NETNSA_NSID_NOT_ASSIGNED")
+    }
+
+    /// Two labs alike: both hubs have v0 (ifindex 3) linked to an eth0 (ifindex 2) that
+    /// links back to 3. The indexes fit both ways; the nsids tell the pairs apart.
+    func testAmbiguousPeersResolvedByNetnsID() {
+        let ns = [NetnsInfo(inode: 10, name: "hub1", kind: .named, path: "/run/netns/hub1"),
+                  NetnsInfo(inode: 11, name: "a1", kind: .named, path: "/run/netns/a1"),
+                  NetnsInfo(inode: 20, name: "hub2", kind: .named, path: "/run/netns/hub2"),
+                  NetnsInfo(inode: 21, name: "a2", kind: .named, path: "/run/netns/a2")]
+        let hub = [LinkMessage(ifindex: 3, name: "v0", kind: "veth", linkIndex: 2, linkNetnsID: 0),
+                   // a veth pair inside the namespace: no nsid, peer beside it
+                   LinkMessage(ifindex: 4, name: "x0", kind: "veth", linkIndex: 5),
+                   LinkMessage(ifindex: 5, name: "x1", kind: "veth", linkIndex: 4)]
+        let container = [LinkMessage(ifindex: 2, name: "eth0", kind: "veth", linkIndex: 3, linkNetnsID: 0)]
+        let links: [UInt32: [LinkMessage]] = [10: hub, 11: container, 20: hub, 21: container]
+        // each namespace's nsid 0 is its own partner
+        let partner: [UInt32: UInt32] = [10: 11, 11: 10, 20: 21, 21: 20]
+        var asked = 0
+        let t = NodeTopology(namespaces: ns, links: links) { namespace, seenFrom in
+            asked += 1
+            return partner[seenFrom.inode] == namespace.inode ? 0 : 7
+        }
+        XCTAssertEqual(t.device(Endpoint(netns: 10, ifindex: 3))?.peer, Endpoint(netns: 11, ifindex: 2))
+        XCTAssertEqual(t.device(Endpoint(netns: 20, ifindex: 3))?.peer, Endpoint(netns: 21, ifindex: 2))
+        XCTAssertEqual(t.device(Endpoint(netns: 21, ifindex: 2))?.peer, Endpoint(netns: 20, ifindex: 3))
+        XCTAssertEqual(t.device(Endpoint(netns: 10, ifindex: 4))?.peer, Endpoint(netns: 10, ifindex: 5))
+        XCTAssertEqual(asked, 8, "only the four ambiguous ends ask, about their two candidates each")
+        // without nsids the ambiguous ends stay unpaired rather than guessed
+        let unresolved = NodeTopology(namespaces: ns, links: links)
+        XCTAssertNil(unresolved.device(Endpoint(netns: 10, ifindex: 3))?.peer)
+        XCTAssertEqual(unresolved.device(Endpoint(netns: 20, ifindex: 5))?.peer, Endpoint(netns: 20, ifindex: 4))
     }
 }
