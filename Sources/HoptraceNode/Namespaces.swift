@@ -82,11 +82,14 @@ public struct NamespaceScanner: Sendable {
             let path = root + "run/netns/" + name
             if let ino = Self.inode(ofNetnsFile: path) { offer(NetnsInfo(inode: ino, name: name, kind: .named, path: path)) }
         }
+        // a namespace is named after the first process found in it (the lowest pid,
+        // usually its first): cgroup and comm are read once a namespace, not once for
+        // every process in it
         let pids = ((try? fm.contentsOfDirectory(atPath: root + "proc")) ?? []).compactMap { Int($0) }.sorted()
         for pid in pids {
             let base = root + "proc/\(pid)/"
             guard let link = try? fm.destinationOfSymbolicLink(atPath: base + "ns/net"),
-                  let ino = Self.inode(fromNsLink: link), found[ino] == nil || found[ino]!.kind == .process
+                  let ino = Self.inode(fromNsLink: link), found[ino] == nil
             else { continue }
             let cgroup = (try? String(contentsOfFile: base + "cgroup", encoding: .utf8)) ?? ""
             if let id = Self.containerID(fromCgroup: cgroup) {
