@@ -12,11 +12,7 @@ public enum Discovery {
         var namespaces: [NetnsInfo] = [], links: [UInt32: [LinkMessage]] = [:]
         for ns in NamespaceScanner(root: root).scan() {
             do throws(NetlinkError) {
-                // our own namespace needs no setns (nor the rights for it); asked of the
-                // file itself, which may have gone since the scan
-                let isOurs = here != nil && NamespaceScanner.inode(ofNetnsFile: ns.path) == here
-                let socket = try RouteSocket(netnsPath: isOurs ? nil : ns.path)
-                links[ns.inode] = try socket.links()
+                links[ns.inode] = try routeSocket(in: ns, here: here).links()
             } catch where [ENOENT, ESRCH].contains(error.code) {
                 continue // its process exited, or its name was deleted
             } catch {
@@ -24,8 +20,15 @@ public enum Discovery {
             }
             namespaces.append(ns)
         }
-        var nsids = NetnsIDs()
+        var nsids = NetnsIDs(here: here)
         return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+    }
+
+    /// A socket in `ns`. Our own namespace (`here`) needs no setns, nor the rights for
+    /// it; that is asked of the namespace's file, which may have gone since the scan.
+    static func routeSocket(in ns: NetnsInfo, here: UInt32?) throws(NetlinkError) -> RouteSocket {
+        let isOurs = here != nil && NamespaceScanner.inode(ofNetnsFile: ns.path) == here
+        return try RouteSocket(netnsPath: isOurs ? nil : ns.path)
     }
 }
 
@@ -33,14 +36,17 @@ public enum Discovery {
 /// needs them (rarely: only when several namespaces have a fitting peer), each pair once.
 private struct NetnsIDs {
     struct Pair: Hashable { var namespace, seenFrom: UInt32 }
+    let here: UInt32?
     private var sockets: [UInt32: RouteSocket] = [:]
     private var answers: [Pair: Int32?] = [:]
+
+    init(here: UInt32?) { self.here = here }
 
     mutating func id(of namespace: NetnsInfo, seenFrom: NetnsInfo) -> Int32? {
         let pair = Pair(namespace: namespace.inode, seenFrom: seenFrom.inode)
         if let known = answers[pair] { return known }
         var answer: Int32?
-        if let socket = sockets[seenFrom.inode] ?? (try? RouteSocket(netnsPath: seenFrom.path)) {
+        if let socket = sockets[seenFrom.inode] ?? (try? Discovery.routeSocket(in: seenFrom, here: here)) {
             sockets[seenFrom.inode] = socket
             answer = try? socket.netnsID(of: namespace.path)
         }

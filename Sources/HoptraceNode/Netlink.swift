@@ -8,7 +8,7 @@ enum RTNetlink {
     static let headerSize = 16, ifinfoSize = 16, rtgenSize = 4
 
     // nlmsg_type
-    static let noop: UInt16 = 1, error: UInt16 = 2, done: UInt16 = 3, overrun: UInt16 = 4
+    static let error: UInt16 = 2, done: UInt16 = 3, overrun: UInt16 = 4
     static let newLink: UInt16 = 16, getLink: UInt16 = 18
     static let newNetnsID: UInt16 = 88, getNetnsID: UInt16 = 90
 
@@ -76,10 +76,12 @@ struct NetlinkMessage {
         return messages
     }
 
-    /// The error of an NLMSG_ERROR (0 for an acknowledgement) or NLMSG_DONE message: a
-    /// negative errno at the start of the payload. A DONE without one (old kernels) is 0.
-    var errorCode: Int32 {
-        payload.count >= 4 ? payload.loadUnaligned(as: Int32.self) : 0
+    /// Throws the error an NLMSG_ERROR or NLMSG_DONE message carries: a negative errno
+    /// at the start of the payload (0 in an acknowledgement, and in a DONE that ends a
+    /// dump well; old kernels send a DONE without one).
+    func throwIfFailed(_ operation: String) throws(NetlinkError) {
+        let code = payload.count >= 4 ? payload.loadUnaligned(as: Int32.self) : 0
+        if code < 0 { throw NetlinkError(operation, code: -code) }
     }
 }
 
@@ -184,8 +186,7 @@ struct LinkDump {
             case RTNetlink.newLink:
                 if let link = LinkMessage(payload: message.payload) { links.append(link) }
             case RTNetlink.done, RTNetlink.error:
-                let code = message.errorCode
-                if code < 0 { throw NetlinkError(Self.operation, code: -code) }
+                try message.throwIfFailed(Self.operation)
                 isComplete = true
             case RTNetlink.overrun:
                 throw NetlinkError(Self.operation, code: ENOBUFS)
@@ -304,8 +305,7 @@ struct NetnsIDReply {
                 netnsID = id.flatMap { $0 < 0 ? nil : $0 }
                 isComplete = true
             case RTNetlink.error:
-                let code = message.errorCode
-                if code < 0 { throw NetlinkError(Self.operation, code: -code) }
+                try message.throwIfFailed(Self.operation)
                 isComplete = true // an acknowledgement without an answer: no nsid
             default:
                 break

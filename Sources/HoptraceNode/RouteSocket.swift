@@ -15,8 +15,13 @@ final class RouteSocket {
     /// call, so any thread may make one.
     init(netnsPath: String?) throws(NetlinkError) {
         let type = Int32(SOCK_RAW.rawValue | SOCK_CLOEXEC.rawValue), netlinkRoute: Int32 = 0
-        let fd = netnsPath.map { ht_socket_in_netns($0, AF_NETLINK, type, netlinkRoute) }
-            ?? { let fd = socket(AF_NETLINK, type, netlinkRoute); return fd < 0 ? -errno : fd }()
+        let fd: Int32
+        if let netnsPath {
+            fd = ht_socket_in_netns(netnsPath, AF_NETLINK, type, netlinkRoute)
+        } else {
+            let made = socket(AF_NETLINK, type, netlinkRoute)
+            fd = made < 0 ? -errno : made
+        }
         guard fd >= 0 else {
             buffer.deallocate()
             throw NetlinkError("netlink socket in \(netnsPath ?? "this namespace")", code: -fd)
@@ -32,14 +37,16 @@ final class RouteSocket {
     /// Every device of the namespace (an RTM_GETLINK dump). A dump the kernel marks as
     /// interrupted by a change to the device list is asked for again, a few times.
     func links() throws(NetlinkError) -> [LinkMessage] {
-        var dump = LinkDump(sequence: 0)
-        for _ in 0..<3 {
-            dump = LinkDump(sequence: nextSequence())
-            try send(NetlinkWriter.linkDumpRequest(sequence: dump.sequence), operation: LinkDump.operation)
-            while !dump.isComplete { try dump.take(receive(operation: LinkDump.operation)) }
-            if !dump.isInterrupted { break }
-        }
+        var dump = try dumpLinks()
+        for _ in 0..<2 where dump.isInterrupted { dump = try dumpLinks() }
         return dump.links
+    }
+
+    private func dumpLinks() throws(NetlinkError) -> LinkDump {
+        var dump = LinkDump(sequence: nextSequence())
+        try send(NetlinkWriter.linkDumpRequest(sequence: dump.sequence), operation: LinkDump.operation)
+        while !dump.isComplete { try dump.take(receive(operation: LinkDump.operation)) }
+        return dump
     }
 
     /// The nsid this namespace has for the namespace that `path` opens (RTM_GETNSID);
