@@ -19,7 +19,8 @@ let package = Package(
             dependencies: ["CHoptraceABI"],
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
-        // setns() for Swift (Glibc hides it behind _GNU_SOURCE).
+        // setns() for Swift (Glibc hides it behind _GNU_SOURCE), and sockets made inside a
+        // network namespace (for discovery over rtnetlink).
         .target(name: "CHoptraceNetns"),
         // Pure Swift: records, flows, hops, histograms, name tables, reports. No C, no CLI.
         .target(name: "HoptraceCore"),

@@ -83,6 +83,7 @@ func wallTimeMs(_ argv: [String]) throws -> Double {
     return ms
 }
 
+/// Why a step of the bench could not run.
 struct BenchFailure: Error, CustomStringConvertible {
     var description: String
 }
