@@ -49,7 +49,7 @@ test: deps bpf-check
 	$(SWIFT) test --skip-build --disable-swift-testing
 
 unit: deps
-	$(SWIFT) test --filter HoptraceCoreTests
+	$(SWIFT) test --filter 'HoptraceCoreTests|HoptraceNodeTests'
 
 integration: deps
 	$(SWIFT) test --filter HoptraceIntegrationTests

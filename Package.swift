@@ -19,10 +19,14 @@ let package = Package(
             dependencies: ["CHoptraceABI", "CHoptraceNetns"],
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
-        // setns() for Swift (Glibc hides it behind _GNU_SOURCE).
+        // setns() for Swift (Glibc hides it behind _GNU_SOURCE), and sockets made inside a
+        // network namespace (for discovery over rtnetlink).
         .target(name: "CHoptraceNetns"),
-        // Pure Swift: records, flows, hops, histograms, names, reports. No C, no CLI.
+        // Pure Swift: records, flows, hops, histograms, name tables, reports. No C, no CLI.
         .target(name: "HoptraceCore"),
+        // Node discovery: namespaces (/proc, /run/netns), devices and veth peers, device
+        // selection, and the process runner. Swift over the setns shim; no libbpf, no CLI.
+        .target(name: "HoptraceNode", dependencies: ["HoptraceCore", "CHoptraceNetns"]),
         // zlib (chunk checksums, version 1 chunks) and zstd (chunk payloads) for recordings.
         .systemLibrary(name: "CZlib"),
         .systemLibrary(name: "CZstd"),
@@ -32,23 +36,24 @@ let package = Package(
         // (windows, recording, flight recorder) shared by every command and the agent.
         .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "HoptraceRecording", "CHoptraceBPF"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
-        .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "CHoptraceNetns"]),
+        .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
             name: "HoptraceCLI",
             dependencies: [
-                "HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
+                "HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "hoptrace", dependencies: ["HoptraceCLI"]),
         // `make bench`: overhead and consumer speed, as ratios against baselines in one run.
-        .executableTarget(name: "hoptrace-bench", dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
-        .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"],
-                    resources: [.copy("Fixtures")]),
+        .executableTarget(name: "hoptrace-bench",
+                         dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
+        .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
+        .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         .testTarget(
             name: "HoptraceIntegrationTests",
-            dependencies: ["HoptraceCore", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
+            dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HoptraceCore
 import HoptraceLab
+import HoptraceNode
 import HoptraceTracer
 
 struct Demo: ParsableCommand {

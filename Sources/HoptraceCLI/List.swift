@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import HoptraceCore
-import HoptraceTracer
+import HoptraceNode
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(

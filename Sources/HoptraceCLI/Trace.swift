@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HoptraceCore
+import HoptraceNode
 import HoptraceRecording
 import HoptraceTracer
 

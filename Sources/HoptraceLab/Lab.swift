@@ -1,5 +1,6 @@
 import Foundation
 import HoptraceCore
+import HoptraceNode
 
 /// A namespace lab: N "container" namespaces joined through a hub namespace, by a
 /// bridge (like docker0/cni0) or by routing (like Calico). Every object is unique to

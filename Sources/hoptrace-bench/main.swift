@@ -1,9 +1,11 @@
 // hoptrace-bench: what `make bench` runs. Every figure is a ratio against a
-// baseline taken in the same run on the same machine, and every figure is the
-// median of repeated runs (the machines are shared and noisy).
+// baseline taken in the same run on the same machine (discovery: times against
+// targets), and every figure is the median of repeated runs (the machines are
+// shared and noisy).
 import Foundation
 import HoptraceCore
 import HoptraceLab
+import HoptraceNode
 import HoptraceRecording
 import HoptraceTracer
 
@@ -201,7 +203,9 @@ final class LiveCount: @unchecked Sendable {
 /// `--overhead-only`: just the traffic overhead of tracing (throughput and latency,
 /// traced and hooks only, against untraced), for quick before/after checks.
 let overheadOnly = args.contains("--overhead-only")
-if !overheadOnly {
+/// `--discovery-only`: just the discovery figures (`Discovery.topology()` and `hoptrace list`).
+let discoveryOnly = args.contains("--discovery-only")
+if !overheadOnly && !discoveryOnly {
     say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
     let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
     var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
@@ -243,6 +247,17 @@ if !overheadOnly {
     }
     results["consumer"] = consumer
     if args.contains("--consumer-only") {
+        print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+        exit(0)
+    }
+}
+
+// MARK: discovery: a node with 100 and 500 veth pairs
+
+if !overheadOnly {
+    let hoptrace = option("--hoptrace", URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("hoptrace").path)
+    results["discovery"] = try discoveryBench(runs: 3, hoptrace: hoptrace)
+    if discoveryOnly {
         print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         exit(0)
     }

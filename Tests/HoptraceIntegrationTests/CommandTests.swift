@@ -1,6 +1,7 @@
 import Foundation
 import HoptraceCore
 import HoptraceLab
+import HoptraceNode
 import XCTest
 
 /// The hoptrace binary as users run it: bad input, exit paths, the demo.

@@ -1,6 +1,7 @@
 import Foundation
 import HoptraceCore
 import HoptraceLab
+import HoptraceNode
 import HoptraceTracer
 import XCTest
 

@@ -1,0 +1,56 @@
+import Glibc
+
+/// Reads the node's namespaces and devices (needs root to enter other namespaces).
+public enum Discovery {
+    /// Every network namespace we can see, with the devices in each, read over
+    /// rtnetlink from a socket made inside each namespace (no process per namespace).
+    /// Runs on the calling thread, which is back in its own namespace on return. A
+    /// namespace that goes away during the scan is left out; one we may not enter
+    /// (not root) is listed without devices.
+    public static func topology(root: String = "/") -> NodeTopology {
+        let here = NamespaceScanner.inode(ofNetnsFile: "/proc/thread-self/ns/net")
+        var namespaces: [NetnsInfo] = [], links: [UInt32: [LinkMessage]] = [:]
+        for ns in NamespaceScanner(root: root).scan() {
+            do throws(NetlinkError) {
+                links[ns.inode] = try routeSocket(in: ns, here: here).links()
+            } catch where [ENOENT, ESRCH].contains(error.code) {
+                continue // its process exited, or its name was deleted
+            } catch {
+                // not ours to enter (not root): listed by name, without devices
+            }
+            namespaces.append(ns)
+        }
+        var nsids = NetnsIDs(here: here)
+        return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+    }
+
+    /// A socket in `ns`. Our own namespace (`here`) needs no setns, nor the rights for
+    /// it; that is asked of the namespace's file, which may have gone since the scan.
+    static func routeSocket(in ns: NetnsInfo, here: UInt32?) throws(NetlinkError) -> RouteSocket {
+        let isOurs = here != nil && NamespaceScanner.inode(ofNetnsFile: ns.path) == here
+        return try RouteSocket(netnsPath: isOurs ? nil : ns.path)
+    }
+}
+
+/// The nsids namespaces have for each other, asked over rtnetlink as veth matching
+/// needs them (rarely: only when several namespaces have a fitting peer), each pair once.
+private struct NetnsIDs {
+    struct Pair: Hashable { var namespace, seenFrom: UInt32 }
+    let here: UInt32?
+    private var sockets: [UInt32: RouteSocket] = [:]
+    private var answers: [Pair: Int32?] = [:]
+
+    init(here: UInt32?) { self.here = here }
+
+    mutating func id(of namespace: NetnsInfo, seenFrom: NetnsInfo) -> Int32? {
+        let pair = Pair(namespace: namespace.inode, seenFrom: seenFrom.inode)
+        if let known = answers[pair] { return known }
+        var answer: Int32?
+        if let socket = sockets[seenFrom.inode] ?? (try? Discovery.routeSocket(in: seenFrom, here: here)) {
+            sockets[seenFrom.inode] = socket
+            answer = try? socket.netnsID(of: namespace.path)
+        }
+        answers[pair] = answer
+        return answer
+    }
+}
