@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "HoptraceRecording", dependencies: ["HoptraceCore", "CZlib", "CZstd"]),
         // Owns the loaded BPF object, its links and the drain thread; a trace session
         // (windows, recording, flight recorder) shared by every command and the agent.
-        .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "HoptraceRecording", "CHoptraceBPF"]),
+        .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceRecording", "CHoptraceBPF"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(

@@ -38,16 +38,33 @@ static __always_inline void hop_unseen(struct pkt *p)
 	p->hop_index++;
 }
 
-/* The next hop starts: the packet, arrived in a namespace, is queued on device
- * `ifindex` there (forwarded by a bridge or routing). */
-static __always_inline void forward_queued(struct pkt *p, __u64 now, __u32 ifindex, __u8 traced_egress)
+/* The packet is queued on `dev` now. A device without a queue (root qdisc
+ * noqueue: no enqueue, veth's default) sends it in this same call: its xmit is
+ * now, and net_dev_start_xmit need only be attached where a traced device has a
+ * queue (one hook firing less per hop). */
+static __always_inline void queued(struct pkt *p, const struct net_device *dev, __u64 now)
+{
+	struct Qdisc *q = dev->qdisc;
+
+	p->ifindex = dev->ifindex;
+	p->t_queue = now;
+	if (q && !q->enqueue) {
+		p->t_xmit = now;
+		p->flags |= HT_F_NO_QDISC;
+		p->phase = P_XMIT;
+	} else {
+		p->phase = P_QUEUED;
+	}
+}
+
+/* The next hop starts: the packet, arrived in a namespace, is queued on `dev`
+ * there (forwarded by a bridge or routing). */
+static __always_inline void forward_queued(struct pkt *p, const struct net_device *dev, __u64 now, __u8 traced_egress)
 {
 	p->forward_ns = elapsed(now, p->t_start);
 	p->flags |= HT_F_FORWARDED;
-	p->ifindex = ifindex;
-	p->t_queue = now;
 	p->traced_egress = traced_egress;
-	p->phase = P_QUEUED;
+	queued(p, dev, now);
 }
 
 /* The packet in `ctx` at a traced device: queued there (egress, `phase`
@@ -89,7 +106,7 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 		if (same && old->netns == netns && old->phase == P_ARRIVED) {
 			*last_of(r) = now;
 			if (phase == P_QUEUED) /* forwarded: the next hop starts here */
-				forward_queued(old, now, ctx->ifindex, 1);
+				forward_queued(old, skb->dev, now, 1);
 			return;
 		}
 		if (same && old->netns != netns && in_hop(old)) {
@@ -131,8 +148,10 @@ static __always_inline void track(struct __sk_buff *ctx, __u8 phase)
 	p->hop_index = hop_index;
 	p->phase = phase;
 	p->traced_egress = phase == P_QUEUED;
-	p->flags = (flags & HT_F_FIRST_HOP) | (flow.family == 6 ? HT_F_IPV6 : 0);
+	p->flags = flags & HT_F_FIRST_HOP;
 	p->flow = flow;
+	if (phase == P_QUEUED)
+		queued(p, skb->dev, now);
 	*last_of(r) = now;
 	r.set->skb[r.w & (HT_PKT_WAYS - 1)] = key; /* last: the way is not this packet's until its fields are */
 }
@@ -218,7 +237,7 @@ int BPF_PROG(ht_net_dev_queue, struct sk_buff *skb)
 		forget(r);
 		return 0;
 	}
-	forward_queued(p, now, skb->dev->ifindex, 0);
+	forward_queued(p, skb->dev, now, 0);
 	return 0;
 }
 
@@ -304,7 +323,7 @@ int BPF_PROG(ht_netif_receive_skb, struct sk_buff *skb)
 	p->hop_index++;
 	p->flags &= ~HT_F_FIRST_HOP;
 arrived:
-	p->flags &= ~HT_F_FORWARDED;
+	p->flags &= ~(HT_F_FORWARDED | HT_F_NO_QDISC);
 	p->sent_netns = p->netns;
 	p->sent_ifindex = p->ifindex;
 	p->netns = netns;
@@ -351,7 +370,9 @@ int BPF_PROG(ht_consume_skb, struct sk_buff *skb)
 	if (!r.set)
 		return 0;
 	p = pkt_of(r);
-	if (p->traced_egress && p->phase == P_QUEUED)
+	/* a packet a device without a queue "sent at once" (P_XMIT) and freed before
+	 * its peer had it was not sent either */
+	if (p->traced_egress && (p->phase == P_QUEUED || (p->phase == P_XMIT && (p->flags & HT_F_NO_QDISC))))
 		hop_unseen(p);
 	forget(r);
 	return 0;

@@ -61,7 +61,7 @@ public struct HopStats: Sendable, Equatable {
         gather.run(rows, into: &segments[Segment.forward.rawValue], where: { c.crossed(.forward, $0) }) {
             UInt64(c.forwardNs[$0])
         }
-        gather.run(rows, into: &segments[Segment.qdisc.rawValue]) { UInt64(c.qdiscNs[$0]) }
+        gather.run(rows, into: &segments[Segment.qdisc.rawValue], where: { c.crossed(.qdisc, $0) }) { UInt64(c.qdiscNs[$0]) }
         gather.run(rows, into: &segments[Segment.veth.rawValue], where: { c.crossed(.veth, $0) }) { UInt64(c.vethNs[$0]) }
         gather.run(rows, into: &segments[Segment.backlog.rawValue]) { UInt64(c.backlogNs[$0]) }
         gather.run(rows, into: &total) { c.totalNs($0) }

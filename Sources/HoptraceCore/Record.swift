@@ -160,7 +160,10 @@ public struct HopRecord: Sendable, Equatable {
         public static let firstHop = Flags(rawValue: 1)
         /// The peer's receive hook did not fire; veth time is inside backlog.
         public static let noRx = Flags(rawValue: 2)
-        public static let ipv6 = Flags(rawValue: 4)
+        /// Queued on a device without a queue (noqueue): sent in the same call, so
+        /// the hop crossed no qdisc segment. (Recordings of format 2 and earlier used
+        /// this bit for IPv6; their reader clears it.)
+        public static let noQdisc = Flags(rawValue: 4)
         /// The hop began in a namespace the packet had arrived in: it crossed the
         /// forward segment. (Recordings made before this flag existed: forward > 0.)
         public static let forwarded = Flags(rawValue: 8)
@@ -172,7 +175,8 @@ public struct HopRecord: Sendable, Equatable {
     public static func crossed(_ segment: Segment, kind: Kind, flags: Flags, forwardNs: UInt32) -> Bool {
         switch segment {
         case .forward: kind == .hop && (flags.contains(.forwarded) || forwardNs > 0)
-        case .qdisc, .backlog: kind == .hop
+        case .qdisc: kind == .hop && !flags.contains(.noQdisc)
+        case .backlog: kind == .hop
         case .veth: kind == .hop && !flags.contains(.noRx)
         case .deliver: kind == .deliver
         }

@@ -1,4 +1,5 @@
 import Glibc
+import HoptraceCore
 
 /// Reads the node's namespaces and devices (needs root to enter other namespaces).
 public enum Discovery {
@@ -22,6 +23,29 @@ public enum Discovery {
         }
         var nsids = NetnsIDs(here: here)
         return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+    }
+
+    /// The devices of `devices` that have a queue: a root qdisc other than noqueue
+    /// (veth's default, which sends in the call that queued). Packets wait only
+    /// there, so only they need the hook that ends the qdisc segment. A device
+    /// whose namespace cannot be read counts as having one.
+    public static func devicesWithQueue(_ devices: [DeviceSelection]) -> [DeviceSelection] {
+        var byNamespace: [String: [DeviceSelection]] = [:]
+        for d in devices { byNamespace[d.netnsPath, default: []].append(d) }
+        var queued: [DeviceSelection] = []
+        let here = NamespaceScanner.inode(ofNetnsFile: "/proc/thread-self/ns/net")
+        for (path, inNamespace) in byNamespace {
+            let isOurs = here != nil && NamespaceScanner.inode(ofNetnsFile: path) == here
+            guard let socket = try? RouteSocket(netnsPath: isOurs ? nil : path), let qdiscs = try? socket.rootQdiscs(),
+                  let links = try? socket.links() else {
+                queued += inNamespace
+                continue
+            }
+            let kinds = Dictionary(qdiscs.map { ($0.ifindex, $0.kind) }, uniquingKeysWith: { a, _ in a })
+            let byName = Dictionary(links.map { ($0.name, $0.ifindex) }, uniquingKeysWith: { a, _ in a })
+            queued += inNamespace.filter { d in byName[d.ifname].map { kinds[$0] != "noqueue" } ?? true }
+        }
+        return queued
     }
 
     /// A socket in `ns`. Our own namespace (`here`) needs no setns, nor the rights for

@@ -11,6 +11,9 @@ enum RTNetlink {
     static let error: UInt16 = 2, done: UInt16 = 3, overrun: UInt16 = 4
     static let newLink: UInt16 = 16, getLink: UInt16 = 18
     static let newNetnsID: UInt16 = 88, getNetnsID: UInt16 = 90
+    static let newQdisc: UInt16 = 36, getQdisc: UInt16 = 38
+    /// Size of struct tcmsg; TC_H_ROOT, the parent of a device's root qdisc; TCA_KIND.
+    static let tcmsgSize = 20, rootHandle: UInt32 = 0xFFFF_FFFF, tcaKind: UInt16 = 1
 
     // nlmsg_flags
     static let request: UInt16 = 0x1, multi: UInt16 = 0x2, dumpInterrupted: UInt16 = 0x10, dump: UInt16 = 0x300
@@ -162,38 +165,76 @@ public struct LinkMessage: Hashable, Sendable {
     }
 }
 
-/// The devices of one RTM_GETLINK dump, collected from the datagrams the kernel sends
-/// for it: a dump of many devices spans several, and ends with NLMSG_DONE.
-struct LinkDump {
+/// What one dump request returns (RTM_GETLINK, RTM_GETQDISC), collected from the
+/// datagrams the kernel sends for it: a dump of many spans several, and ends with
+/// NLMSG_DONE.
+struct Dump<Item> {
     let sequence: UInt32
-    private(set) var links: [LinkMessage] = []
+    /// The message type the items come in, and how one is read from its payload.
+    let itemType: UInt16
+    let operation: String
+    let parse: (UnsafeRawBufferPointer) -> Item?
+    private(set) var items: [Item] = []
     private(set) var isComplete = false
-    /// The device list changed while the kernel dumped it (NLM_F_DUMP_INTR): a device
-    /// may be missing or repeated. Ask again.
+    /// The list changed while the kernel dumped it (NLM_F_DUMP_INTR): an item may be
+    /// missing or repeated. Ask again.
     private(set) var isInterrupted = false
-
-    static let operation = "RTM_GETLINK dump"
-
-    init(sequence: UInt32) { self.sequence = sequence }
 
     /// Takes one datagram of the reply; throws on an NLMSG_ERROR or a malformed message.
     mutating func take(_ datagram: UnsafeRawBufferPointer) throws(NetlinkError) {
-        for message in try NetlinkMessage.messages(in: datagram, operation: Self.operation) where !isComplete {
+        for message in try NetlinkMessage.messages(in: datagram, operation: operation) where !isComplete {
             // a late reply to an earlier request on the same socket is not ours
             guard message.sequence == sequence else { continue }
             if message.flags & RTNetlink.dumpInterrupted != 0 { isInterrupted = true }
             switch message.type {
-            case RTNetlink.newLink:
-                if let link = LinkMessage(payload: message.payload) { links.append(link) }
+            case itemType:
+                if let item = parse(message.payload) { items.append(item) }
             case RTNetlink.done, RTNetlink.error:
-                try message.throwIfFailed(Self.operation)
+                try message.throwIfFailed(operation)
                 isComplete = true
             case RTNetlink.overrun:
-                throw NetlinkError(Self.operation, code: ENOBUFS)
+                throw NetlinkError(operation, code: ENOBUFS)
             default:
                 break
             }
         }
+    }
+}
+
+/// The devices of one RTM_GETLINK dump.
+typealias LinkDump = Dump<LinkMessage>
+
+extension Dump<LinkMessage> {
+    init(sequence: UInt32) {
+        self.init(sequence: sequence, itemType: RTNetlink.newLink, operation: "RTM_GETLINK dump") { LinkMessage(payload: $0) }
+    }
+
+    var links: [LinkMessage] { items }
+}
+
+/// A device's root queueing discipline (RTM_NEWQDISC with parent TC_H_ROOT).
+public struct QdiscMessage: Hashable, Sendable {
+    public var ifindex: UInt32
+    /// "noqueue" (veth's default: sends at once), "pfifo_fast", "tbf", "mq", ...
+    public var kind: String
+
+    /// Parses the payload of an RTM_NEWQDISC message (struct tcmsg, then attributes);
+    /// nil for a qdisc that is not a device's root.
+    init?(payload: UnsafeRawBufferPointer) {
+        guard payload.count >= RTNetlink.tcmsgSize,
+              payload.loadUnaligned(fromByteOffset: 12, as: UInt32.self) == RTNetlink.rootHandle else { return nil }
+        ifindex = payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+        kind = ""
+        for (type, value) in NetlinkAttributes(UnsafeRawBufferPointer(rebasing: payload[RTNetlink.tcmsgSize...]))
+        where type == RTNetlink.tcaKind {
+            kind = LinkMessage.string(value)
+        }
+    }
+}
+
+extension Dump<QdiscMessage> {
+    init(sequence: UInt32) {
+        self.init(sequence: sequence, itemType: RTNetlink.newQdisc, operation: "RTM_GETQDISC dump") { QdiscMessage(payload: $0) }
     }
 }
 
@@ -266,6 +307,15 @@ extension NetlinkWriter {
         w.message(type: RTNetlink.getLink, flags: RTNetlink.request | RTNetlink.dump, sequence: sequence) { m in
             m.zeros(RTNetlink.ifinfoSize) // struct ifinfomsg: any family, any device
             m.attribute(RTNetlink.extMask, RTNetlink.skipStats)
+        }
+        return w.bytes
+    }
+
+    /// An RTM_GETQDISC request for every qdisc of the namespace.
+    static func qdiscDumpRequest(sequence: UInt32) -> [UInt8] {
+        var w = NetlinkWriter()
+        w.message(type: RTNetlink.getQdisc, flags: RTNetlink.request | RTNetlink.dump, sequence: sequence) { m in
+            m.zeros(RTNetlink.tcmsgSize) // struct tcmsg: any family, any device
         }
         return w.bytes
     }

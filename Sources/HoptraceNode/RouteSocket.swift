@@ -37,16 +37,24 @@ final class RouteSocket {
     /// Every device of the namespace (an RTM_GETLINK dump). A dump the kernel marks as
     /// interrupted by a change to the device list is asked for again, a few times.
     func links() throws(NetlinkError) -> [LinkMessage] {
-        var dump = try dumpLinks()
-        for _ in 0..<2 where dump.isInterrupted { dump = try dumpLinks() }
-        return dump.links
+        try dump(NetlinkWriter.linkDumpRequest) { LinkDump(sequence: $0) }
     }
 
-    private func dumpLinks() throws(NetlinkError) -> LinkDump {
-        var dump = LinkDump(sequence: nextSequence())
-        try send(NetlinkWriter.linkDumpRequest(sequence: dump.sequence), operation: LinkDump.operation)
-        while !dump.isComplete { try dump.take(receive(operation: LinkDump.operation)) }
-        return dump
+    /// The root qdisc of every device of the namespace (an RTM_GETQDISC dump).
+    func rootQdiscs() throws(NetlinkError) -> [QdiscMessage] {
+        try dump(NetlinkWriter.qdiscDumpRequest) { Dump<QdiscMessage>(sequence: $0) }
+    }
+
+    private func dump<Item>(_ request: (UInt32) -> [UInt8], _ reply: (UInt32) -> Dump<Item>) throws(NetlinkError) -> [Item] {
+        func once() throws(NetlinkError) -> Dump<Item> {
+            var dump = reply(nextSequence())
+            try send(request(dump.sequence), operation: dump.operation)
+            while !dump.isComplete { try dump.take(receive(operation: dump.operation)) }
+            return dump
+        }
+        var dump = try once()
+        for _ in 0..<2 where dump.isInterrupted { dump = try once() }
+        return dump.items
     }
 
     /// The nsid this namespace has for the namespace that `path` opens (RTM_GETNSID);

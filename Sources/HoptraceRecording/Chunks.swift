@@ -78,6 +78,9 @@ struct RecordChunk: Sendable {
 
 /// Decodes what `RecordEncoder` wrote, keeping the dictionaries across chunks.
 struct RecordDecoder {
+    /// Flag bits the file's version used for something else, cleared when read
+    /// (format 2 and 1 set 4 for IPv6; it now means "no qdisc").
+    var retiredFlags: UInt8 = 0
     private var flows: [FlowKey] = []
     private var hops: [HopKey] = []
     /// File id -> id in the chunk being decoded (-1 between chunks).
@@ -105,6 +108,7 @@ struct RecordDecoder {
         let first = try r.u64()
         c.kindFlags = Array(try r.take(n))
         for k in c.kindFlags where HopRecord.Kind(rawValue: k >> 4) == nil { throw .corrupt("unknown record kind") }
+        if retiredFlags != 0 { for i in c.kindFlags.indices { c.kindFlags[i] &= ~retiredFlags } }
         c.timestampNs = try r.deltaColumn(n, from: first)
         func column<T: FixedWidthInteger>(_: T.Type, max: T = .max) throws(RecordingError) -> [T] {
             try r.varints(n, as: T.self, max: max)

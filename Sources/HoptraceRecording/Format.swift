@@ -6,8 +6,9 @@ import HoptraceCore
 /// anywhere is readable up to its last complete chunk.
 public enum RecordingFormat {
     public static let magic: [UInt8] = Array("HOPTRACE".utf8)
+    /// 3: flag 4 of a record means "no qdisc" (2 and 1: IPv6, cleared when read);
     /// 2: chunk payloads are zstd (1: zlib; still read).
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     public static let chunkMagic: UInt32 = 0x4B43_5448 // "HTCK"
     public static let fileHeaderBytes = 16
     public static let chunkHeaderBytes = 20

@@ -87,6 +87,7 @@ public enum RecordingReader {
         contents.fileBytes = size
         contents.chunks = 1
         var decoder = RecordDecoder()
+        if version < 3 { decoder.retiredFlags = HopRecord.Flags.noQdisc.rawValue }
         // no window after this one: windows are kept densely, so a corrupt timestamp
         // far in the future would otherwise ask for billions of them
         let span = max(metadata.windowNs, 1).multipliedReportingOverflow(by: UInt64(RecordingFormat.maxWindows))

@@ -1,5 +1,6 @@
 import Foundation
 import HoptraceCore
+import HoptraceNode
 import HoptraceRecording
 
 /// Where a session's records go besides its aggregate.
@@ -60,6 +61,11 @@ public final class TraceSession: @unchecked Sendable {
 
     /// Loads the BPF programs and attaches them to `devices` (needs root).
     /// `keepRecords` keeps up to that many raw records for `records` (tests, exports).
+    /// Whether net_dev_start_xmit is attached: left off while no traced device has a
+    /// queue, attached (from the drain thread) once one has.
+    private var transmitAttached: Bool
+    private var queuesCheckedAt = Date()
+
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
                 flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0,
                 recording: RecordingTarget? = nil) throws(TracerError) {
@@ -73,6 +79,9 @@ public final class TraceSession: @unchecked Sendable {
         aggregate = TraceAggregate(flowCapacity: flowCapacity)
         // clsact filters survive a killed hoptrace; remove ours before attaching anew
         for d in devices { _ = Tracer.sweepClsact(device: d.ifname, netnsPath: d.netnsPath) }
+        var options = options
+        if options.transmitHook && Discovery.devicesWithQueue(devices).isEmpty { options.transmitHook = false }
+        transmitAttached = options.transmitHook
         tracer = try Tracer(options: options)
         do {
             try tracer.attachTracepoints()
@@ -90,7 +99,7 @@ public final class TraceSession: @unchecked Sendable {
     public func start() {
         startWall = Date()
         startStats = (try? tracer.programStats()) ?? []
-        let d = DrainThread(tracer: tracer) { [self] batch in
+        let d = DrainThread(tracer: tracer, tick: { [self] in attachTransmitHookIfQueued() }) { [self] batch in
             lock.withLock {
                 do throws(RecordDecodingError) {
                     let columns = try aggregate.add(batch: batch)
@@ -103,6 +112,18 @@ public final class TraceSession: @unchecked Sendable {
         }
         drain = d
         d.start()
+    }
+
+    /// On the drain thread, once a second while net_dev_start_xmit is off: a qdisc
+    /// added to a traced device (`tc qdisc add ... tbf`) gets the hook attached, so
+    /// its qdisc segment is measured from then on (packets it held before were
+    /// counted unseen).
+    private func attachTransmitHookIfQueued() {
+        guard !transmitAttached, Date().timeIntervalSince(queuesCheckedAt) >= 1 else { return }
+        queuesCheckedAt = Date()
+        if !Discovery.devicesWithQueue(devices).isEmpty, (try? tracer.attachTransmitHook()) != nil {
+            transmitAttached = true
+        }
     }
 
     /// Traces until `deadline`, or until `stopRequested()` says so, closing a window

@@ -60,6 +60,12 @@ public struct TracerOptions: Sendable, Equatable {
     /// leaves veths untraced that followed packets may be forwarded to; with every
     /// veth traced, their tcx egress programs start every hop, one hook less per hop.
     public var hopsFromUntracedDevices = true
+    /// Attach net_dev_start_xmit, which ends the qdisc segment. Only packets on a
+    /// device with a queue need it: one without (noqueue, veth's default) sends in
+    /// the call that queued, and its tcx egress program stamps both. A trace
+    /// session leaves it off while no traced device has a queue, and attaches it
+    /// when one gets one (`TraceSession`).
+    public var transmitHook = true
     /// Turn on the kernel's BPF run-time accounting so the report can state the
     /// tracer's cost. It adds two clock reads to every program run, so it is off
     /// unless asked for (and benchmarks of traffic overhead leave it off).
@@ -94,18 +100,20 @@ public struct TracerOptions: Sendable, Equatable {
 
     /// The tp_btf programs of packet tracing, in the order a packet meets them.
     var packetPrograms: [String] {
-        (hopsFromUntracedDevices ? ["ht_net_dev_queue"] : [])
-            + ["ht_net_dev_start_xmit", "ht_netif_rx", "ht_napi_gro_receive_entry", "ht_netif_receive_skb",
+        (hopsFromUntracedDevices ? ["ht_net_dev_queue"] : []) + (transmitHook ? [Self.transmitProgram] : [])
+            + ["ht_netif_rx", "ht_napi_gro_receive_entry", "ht_netif_receive_skb",
                "ht_skb_copy_datagram_iovec", "ht_consume_skb", "ht_kfree_skb"]
     }
 
+    static let transmitProgram = "ht_net_dev_start_xmit"
     static let softirqPrograms = ["ht_softirq_raise", "ht_softirq_entry", "ht_softirq_exit", "ht_napi_poll"]
 
     /// The settings a recording states, as text.
     public var settings: [String: String] {
         ["sample_every": String(sampleEvery), "min_latency_ns": String(minLatencyNs), "max_packets": String(maxPackets),
          "attach": ["auto", "tcx", "clsact"][Int(attachMode.rawValue)], "softirq": softirq ? "on" : "off",
-         "hops_from_untraced_devices": String(hopsFromUntracedDevices), "max_state_age_ns": String(maxStateAgeNs)]
+         "hops_from_untraced_devices": String(hopsFromUntracedDevices), "max_state_age_ns": String(maxStateAgeNs),
+         "transmit_hook": String(transmitHook)]
     }
 }
 
@@ -150,6 +158,11 @@ public final class Tracer: @unchecked Sendable {
     /// Attaches the tracepoint programs (packets are followed once a device picks them up).
     public func attachTracepoints() throws(TracerError) {
         for name in options.packetPrograms { try attachProgram(name, "attaching the tracepoints") }
+    }
+
+    /// Attaches net_dev_start_xmit when it was left off at load (`TracerOptions.transmitHook`).
+    public func attachTransmitHook() throws(TracerError) {
+        try attachProgram(TracerOptions.transmitProgram, "attaching net_dev_start_xmit")
     }
 
     /// Attaches the softirq and NAPI programs.
@@ -268,6 +281,7 @@ public final class Tracer: @unchecked Sendable {
 public final class DrainThread: @unchecked Sendable {
     private let tracer: Tracer
     private let body: (UnsafeRawBufferPointer) -> Void
+    private let tick: () -> Void
     private let lock = NSLock()
     private var stopping = false
     private let done = DispatchSemaphore(value: 0)
@@ -278,9 +292,12 @@ public final class DrainThread: @unchecked Sendable {
     /// Batch buffer: a quarter of the ring, so one drain takes a large share of it.
     private let buffer: UnsafeMutableRawBufferPointer
 
-    public init(tracer: Tracer, body: @escaping (UnsafeRawBufferPointer) -> Void) {
+    /// `body` gets each batch; `tick` runs on the drain thread after each wait (at
+    /// least every 50 ms), for work that must use the tracer while it drains.
+    public init(tracer: Tracer, tick: @escaping () -> Void = {}, body: @escaping (UnsafeRawBufferPointer) -> Void) {
         self.tracer = tracer
         self.body = body
+        self.tick = tick
         let size = max(Int(tracer.options.ringBytes) / 4, 64 * RecordLayout.size)
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size - size % RecordLayout.size, alignment: 16)
     }
@@ -303,6 +320,7 @@ public final class DrainThread: @unchecked Sendable {
             while !shouldStop {
                 let n = try tracer.drain(into: buffer, timeoutMs: 50)
                 if n > 0 { body(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) }
+                tick()
                 let cpu = Self.threadCPUTime()
                 lock.withLock { threadCPUNs = cpu }
             }

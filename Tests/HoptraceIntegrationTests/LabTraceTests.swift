@@ -40,10 +40,12 @@ final class LabTraceTests: XCTestCase {
                            (b.netns + "/eth0", lab.hub + "/v1"), (lab.hub + "/v0", a.netns + "/eth0")] {
             guard let hop = report.hop(from, to) else { XCTFail("no hop \(from) -> \(to)\n\(report.text())"); continue }
             XCTAssertGreaterThan(hop.packets, 0)
-            for seg in ["qdisc", "veth", "backlog"] {
+            for seg in ["veth", "backlog"] {
                 XCTAssertGreaterThan(hop.segments[seg]?.count ?? 0, 0, "\(from) -> \(to) \(seg)")
                 XCTAssertGreaterThan(hop.segments[seg]?.maxNs ?? 0, 0, "\(from) -> \(to) \(seg) never measured")
             }
+            // veth devices have no queue (noqueue): no qdisc segment, rather than zeros
+            XCTAssertNil(hop.segments["qdisc"], "\(from) -> \(to): a device without a queue has no qdisc segment")
             if from.hasPrefix(lab.hub) { XCTAssertGreaterThan(hop.segments["forward"]?.maxNs ?? 0, 0, "forward in the hub") }
         }
         // UDP: every datagram sent is one packet of the flow, and all arrived
@@ -207,6 +209,32 @@ final class LabTraceTests: XCTestCase {
                 XCTAssertLessThan(s.p99Ns, limit, "\(hop.from.device)->\(hop.to.device) \(name)\n\(report.text())")
             }
         }
+    }
+
+    /// A device without a queue has no qdisc segment, and the hook that ends that
+    /// segment is not attached while no traced device has a queue; a shaper added
+    /// to a traced device during the trace gets it attached (checked each second)
+    /// and its delay shows in that device's qdisc segment from then on.
+    func testQdiscAddedDuringTheTraceIsMeasured() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        let a = lab.containers[0], b = lab.containers[1]
+        var programs: Set<String> = []
+        let (report, _) = try traceLab(lab) {
+            _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9310, count: 50, intervalUs: 100)
+            programs = try attachedHoptracePrograms()
+            try lab.setQdisc(netns: lab.hub, device: b.hubDevice, ["tbf", "rate", "8mbit", "burst", "10kb", "limit", "400kb"])
+            usleep(1_500_000) // the drain thread looks at the devices' queues once a second
+            _ = try Traffic.udp(client: a.netnsPath, server: b.netnsPath, serverAddress: b.address, port: 9311,
+                                count: 100, size: 1000, intervalUs: 0)
+        }
+        XCTAssertTrue(programs.contains("ht_netif_rx"), "\(programs)")
+        XCTAssertFalse(programs.contains("ht_net_dev_start_xmit"), "no queue on any traced device: \(programs)")
+        let shaped = try XCTUnwrap(report.hop(lab.hub + "/" + b.hubDevice, b.netns + "/eth0"), report.text())
+        let qdisc = try XCTUnwrap(shaped.segments["qdisc"], report.text())
+        XCTAssertGreaterThan(qdisc.count, 50)
+        XCTAssertGreaterThan(qdisc.maxNs, 10_000_000, "100 x 1 kB through 8 mbit after a 10 kB burst waits ~90 ms")
+        XCTAssertNil(report.hop(a.netns + "/eth0", lab.hub + "/v0")?.segments["qdisc"], report.text())
     }
 
     /// A device whose peer is not traced is hooked at ingress too: packets from the

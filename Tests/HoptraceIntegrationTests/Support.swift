@@ -119,6 +119,18 @@ func hoptraceProgramsLeft() throws -> [String] {
     return left
 }
 
+/// Programs of hoptrace attached by a link (tp_btf, tcx) anywhere on the node:
+/// loaded is not attached, and only attached programs cost anything.
+func attachedHoptracePrograms() throws -> Set<String> {
+    let progs = try JSONSerialization.jsonObject(with: Data(try Command.run(["bpftool", "-j", "prog", "show"]).utf8))
+        as? [[String: Any]] ?? []
+    var names: [Int: String] = [:]
+    for p in progs { if let id = p["id"] as? Int, let name = p["name"] as? String, name.hasPrefix("ht_") { names[id] = name } }
+    let links = try JSONSerialization.jsonObject(with: Data(try Command.run(["bpftool", "-j", "link", "show"]).utf8))
+        as? [[String: Any]] ?? []
+    return Set(links.compactMap { ($0["prog_id"] as? Int).flatMap { names[$0] } })
+}
+
 /// Programs of hoptrace (named ht_*) loaded anywhere on the node.
 func loadedHoptracePrograms() throws -> [String] {
     let json = try Command.run(["bpftool", "-j", "prog", "show"])

@@ -213,10 +213,10 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(fromOld, fromNew)
         // and a version this reader does not know is refused in one line
         var newer = out
-        newer[8] = 3
+        newer[8] = 4
         try Data(newer).write(to: URL(fileURLWithPath: old))
         XCTAssertThrowsError(try RecordingReader.read(path: old) { _ in }) { e in
-            XCTAssertEqual(e as? RecordingError, .newerVersion(3))
+            XCTAssertEqual(e as? RecordingError, .newerVersion(4))
         }
     }
 
@@ -382,7 +382,7 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(error([]), "not a hoptrace recording (empty file)")
         XCTAssertEqual(error(Array("just some text file\n".utf8)), "not a hoptrace recording (no HOPTRACE header)")
         XCTAssertEqual(error(Array("HOPTRACE".utf8) + [9, 0, 0, 0, 0, 0, 0, 0]),
-                       "recording format version 9 is newer than this hoptrace reads (2); upgrade hoptrace")
+                       "recording format version 9 is newer than this hoptrace reads (3); upgrade hoptrace")
         XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1, 0, 0, 0, 0, 0, 0, 0]).contains("metadata chunk is missing"))
         XCTAssertTrue(error(Array("HOPTRACE".utf8) + [1]).contains("not a hoptrace recording"))
         XCTAssertThrowsError(try RecordingReader.read(path: "/nonexistent/x.hoptrace") { _ in })

@@ -40,7 +40,8 @@ enum ht_record_kind {
 enum ht_record_flags {
 	HT_F_FIRST_HOP = 1,  /* first hop seen of this packet: count packets here */
 	HT_F_NO_RX = 2,      /* the peer's rx hook did not fire (veth+backlog merged into backlog) */
-	HT_F_IPV6 = 4,
+	HT_F_NO_QDISC = 4,   /* queued on a device without a queue (noqueue, veth's default): sent in the
+			      * same call, so HT_SEG_QDISC was not crossed (absent, not 0 ns) */
 	HT_F_FORWARDED = 8,  /* the hop began in a namespace the packet had arrived in: HT_SEG_FORWARD
 			      * was crossed (absent, not 0 ns, when this flag is clear) */
 };
