@@ -29,6 +29,8 @@ func nowSeconds() -> Double {
 }
 
 var results: [String: Any] = ["repeats": repeats, "seconds_per_run": seconds]
+Cleanup.shared.install()
+Lab.sweepOrphans() // what a killed run left
 
 // MARK: the Swift consumer's own work, without the kernel: decode + histograms
 
@@ -252,6 +254,7 @@ if !overheadOnly {
 
 let lab = try Lab(containers: 2)
 defer { lab.teardown() }
+Cleanup.shared.atInterrupt { lab.teardown() }
 let a = lab.containers[0], b = lab.containers[1]
 let names = Discovery.topology().names
 
@@ -262,6 +265,7 @@ func background(_ netns: String, _ argv: [String]) throws -> Process {
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
+    Cleanup.shared.track(p)
     return p
 }
 
@@ -538,6 +542,7 @@ func startBpftrace(_ script: String) throws -> Bpftrace? {
     bt.standardOutput = pipe
     bt.standardError = FileHandle.nullDevice
     try bt.run()
+    Cleanup.shared.track(bt)
     var seen = ""
     let deadline = nowSeconds() + 20
     while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
