@@ -27,6 +27,17 @@ func nowSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+/// Runs each of `variants` once, in an order that rotates from round to round:
+/// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
+/// The results come back in the variants' order.
+func rotated<T>(_ round: Int, _ variants: [() throws -> T]) throws -> [T] {
+    var results = [T?](repeating: nil, count: variants.count)
+    for i in variants.indices {
+        let v = (round + i) % variants.count
+        results[v] = try variants[v]()
+    }
+    return results.map { $0! }
+}
 
 var results: [String: Any] = ["repeats": repeats, "seconds_per_run": seconds]
 Cleanup.shared.install()
@@ -313,19 +324,11 @@ func traced<T>(stats: Bool = false, softirq: Bool = true, hooksOnly: Bool = fals
 say("throughput: iperf3 TCP a->b, untraced vs traced vs hooks only, \(repeats) rounds of \(Int(seconds)) s (BPF run-time stats off)")
 var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = [], hooksRatios: [Double] = []
 var lostBulk: UInt64 = 0
-/// Runs the three variants of a round in an order that rotates from round to round:
-/// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
-func rotated<T>(_ round: Int, untraced: () throws -> T, traced: () throws -> T,
-                hooksOnly: () throws -> T) rethrows -> (untraced: T, traced: T, hooksOnly: T) {
-    var u: T?, t: T?, h: T?
-    for i in 0..<3 {
-        switch (round + i) % 3 {
-        case 0: u = try untraced()
-        case 1: t = try traced()
-        default: h = try hooksOnly()
-        }
-    }
-    return (u!, t!, h!)
+/// The three variants of the iperf3 and sockperf rounds, in rotating order.
+func rotated<T>(_ round: Int, untraced: @escaping () throws -> T, traced: @escaping () throws -> T,
+                hooksOnly: @escaping () throws -> T) throws -> (untraced: T, traced: T, hooksOnly: T) {
+    let r = try rotated(round, [untraced, traced, hooksOnly])
+    return (r[0], r[1], r[2])
 }
 for round in 0..<repeats {
     var report: Report?
@@ -479,9 +482,6 @@ do {
 // MARK: the peer: the same per-hop measurement as a bpftrace script
 
 if (try? Command.run(["which", "bpftrace"])) != nil {
-    if !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/events") {
-        _ = try? Command.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"])
-    }
     say("peer: iperf3 under bpftrace (bench/peer.bt), \(repeats) runs")
     var peerRatios: [Double] = []
     for _ in 0..<repeats {
@@ -519,55 +519,6 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
         peer["softirq_hoptrace_vs_bpftrace"] = (mine / median(peerNs) * 1000).rounded() / 1000
     }
     results["peer_bpftrace"] = peer
-}
-
-/// A running bpftrace script.
-struct Bpftrace {
-    let process: Process
-    let output: Pipe
-
-    func stop() {
-        process.interrupt()
-        _ = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-    }
-}
-
-/// Starts `script` and waits until its probes are attached (nil if it never is).
-func startBpftrace(_ script: String) throws -> Bpftrace? {
-    let bt = Process()
-    bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    bt.arguments = ["bpftrace", script]
-    let pipe = Pipe()
-    bt.standardOutput = pipe
-    bt.standardError = FileHandle.nullDevice
-    try bt.run()
-    Cleanup.shared.track(bt)
-    var seen = ""
-    let deadline = nowSeconds() + 20
-    while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
-        seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
-    }
-    guard seen.contains("Attaching") else {
-        bt.terminate()
-        return nil
-    }
-    return Bpftrace(process: bt, output: pipe)
-}
-
-/// Run count and time of bpftrace's softirq programs (type tracepoint, named after
-/// their probes; hoptrace's are tp_btf programs named ht_*).
-func bpftraceProgramTotals() throws -> (runs: UInt64, ns: UInt64) {
-    let json = try Command.run(["bpftool", "-j", "prog", "show"])
-    let progs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
-    var runs: UInt64 = 0, ns: UInt64 = 0
-    for p in progs {
-        guard p["type"] as? String == "tracepoint", let name = p["name"] as? String,
-              ["softirq_raise", "softirq_entry", "softirq_exit"].contains(name) else { continue }
-        runs += UInt64(p["run_cnt"] as? Int ?? 0)
-        ns += UInt64(p["run_time_ns"] as? Int ?? 0)
-    }
-    return (runs, ns)
 }
 
 // MARK: report
