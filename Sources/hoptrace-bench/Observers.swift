@@ -7,6 +7,8 @@ struct Observer {
     let process: Process
     let stdout: Pipe
     let stderr: Pipe?
+    /// What it printed up to and including the ready line.
+    let banner: String
 
     /// Interrupts it (each detaches on SIGINT) and returns what it printed on stdout.
     @discardableResult
@@ -46,7 +48,7 @@ func startObserver(_ argv: [String], ready: String, readyOnStderr: Bool = false,
         if n <= 0 { break } // it exited
         seen += String(decoding: buf[0..<n], as: UTF8.self)
     }
-    let observer = Observer(process: p, stdout: out, stderr: err)
+    let observer = Observer(process: p, stdout: out, stderr: err, banner: seen)
     guard seen.contains(ready) else {
         say("\(argv[0]) did not start: \(seen.trimmingCharacters(in: .whitespacesAndNewlines).suffix(300))")
         observer.stop()
@@ -81,6 +83,33 @@ func loadedPrograms() throws -> [LoadedProgram] {
         guard let id = p["id"] as? Int else { return nil }
         return LoadedProgram(id: id, name: p["name"] as? String ?? "", type: p["type"] as? String ?? "",
                              runs: UInt64(p["run_cnt"] as? Int ?? 0), runTimeNs: UInt64(p["run_time_ns"] as? Int ?? 0))
+    }
+}
+
+/// Ids of the BPF programs a process holds open (its fds' /proc fdinfo), so a figure
+/// counts one observer's programs and not those of another run on the node.
+func programIDs(heldBy pid: Int32) -> Set<Int> {
+    let dir = "/proc/\(pid)/fdinfo"
+    var ids = Set<Int>()
+    for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+        guard let info = try? String(contentsOfFile: "\(dir)/\(fd)", encoding: .utf8) else { continue }
+        for line in info.split(separator: "\n") where line.hasPrefix("prog_id:") {
+            if let id = Int(line.dropFirst("prog_id:".count).trimmingCharacters(in: .whitespaces)) { ids.insert(id) }
+        }
+    }
+    return ids
+}
+
+/// Tracepoint programs attached on the node besides `ours` (`bpftool link show`),
+/// e.g. by another hoptrace's integration tests: they run for every packet of the
+/// node, the bench's included, whatever the bench attaches itself.
+func otherTracepointPrograms(besides ours: Set<Int>) throws -> [String] {
+    let json = try Command.run(["bpftool", "-j", "link", "show"])
+    let links = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
+    return links.compactMap { l in
+        guard let type = l["type"] as? String, ["raw_tracepoint", "tracing", "perf_event"].contains(type),
+              let prog = l["prog_id"] as? Int, !ours.contains(prog) else { return nil }
+        return l["tp_name"] as? String ?? type
     }
 }
 

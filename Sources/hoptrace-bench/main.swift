@@ -15,7 +15,15 @@ func option(_ name: String, _ fallback: String) -> String {
 let repeats = Int(option("--repeats", "5")) ?? 5
 let seconds = Double(option("--seconds", "3")) ?? 3
 let cConsumer = option("--c-consumer", ".build/bench/c_consumer")
-let output = option("--json", ".build/bench-results.json")
+/// `--pinned-only`: just the CPU-bound per-packet cost of each observer (Pinned.swift).
+let pinnedOnly = args.contains("--pinned-only")
+let output = option("--json", pinnedOnly ? ".build/bench-pinned-results.json" : ".build/bench-results.json")
+let rounds = Int(option("--rounds", "5")) ?? 5
+let pinnedSeconds = Double(option("--pinned-seconds", "3")) ?? 3
+/// udp_pps, bare_tc and its object, as `make bench` builds them.
+let tools = option("--tools", ".build/bench")
+/// The hoptrace next to this bench binary: the same build.
+let hoptraceBinary = option("--hoptrace", URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("hoptrace").path)
 
 func say(_ s: String) { FileHandle.standardError.write(Data("bench: \(s)\n".utf8)) }
 func median(_ xs: [Double]) -> Double {
@@ -26,6 +34,13 @@ func nowSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+/// Writes the figures to `output` and prints them.
+func writeResults(_ results: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: output))
+    print(String(decoding: data, as: UTF8.self))
+    say("written to \(output)")
 }
 /// Runs each of `variants` once, in an order that rotates from round to round:
 /// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
@@ -214,7 +229,7 @@ final class LiveCount: @unchecked Sendable {
 /// `--overhead-only`: just the traffic overhead of tracing (throughput and latency,
 /// traced and hooks only, against untraced), for quick before/after checks.
 let overheadOnly = args.contains("--overhead-only")
-if !overheadOnly {
+if !overheadOnly && !pinnedOnly {
     say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
     let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
     var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
@@ -267,6 +282,20 @@ let lab = try Lab(containers: 2)
 defer { lab.teardown() }
 Cleanup.shared.atInterrupt { lab.teardown() }
 let a = lab.containers[0], b = lab.containers[1]
+
+// MARK: CPU-bound per-packet cost, sender + softirq + receiver on one CPU
+
+do {
+    results["pinned"] = try PinnedBench(lab: lab, tools: tools, hoptrace: hoptraceBinary, rounds: rounds, seconds: pinnedSeconds).results()
+} catch {
+    say("pinned benchmark failed: \(error)")
+}
+if pinnedOnly {
+    lab.teardown() // exit() runs no defer
+    try writeResults(results)
+    exit(results["pinned"] == nil ? 1 : 0)
+}
+
 let names = Discovery.topology().names
 
 func background(_ netns: String, _ argv: [String]) throws -> Process {
@@ -523,7 +552,4 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
 
 // MARK: report
 
-let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
-try data.write(to: URL(fileURLWithPath: output))
-print(String(decoding: data, as: UTF8.self))
-say("written to \(output)")
+try writeResults(results)
