@@ -57,12 +57,17 @@ integration: deps
 demo: build
 	$(BIN) demo
 
-bench: build bench/c_consumer.c
+# BENCH_ARGS=--pinned-only: only the per-packet cost of each observer (about 4 minutes; ROUNDS=5).
+bench: build bench/c_consumer.c bench/udp_pps.c bench/bare_tc.c bench/bare_tc.bpf.c
 	mkdir -p .build/bench
 	cc -O2 -o .build/bench/c_consumer bench/c_consumer.c $(CMODULE_SRC) \
 		-I Sources/CHoptraceBPF -I Sources/CHoptraceBPF/include -I Sources/CHoptraceNetns/include -I $(ABI) \
 		-lbpf -lelf -lz -lpthread
-	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4}
+	cc -O2 -Wall -o .build/bench/udp_pps bench/udp_pps.c -lpthread
+	cc -O2 -Wall -o .build/bench/bare_tc bench/bare_tc.c -lbpf -lelf -lz
+	$(CLANG) $(BPF_CFLAGS) -I bpf -c bench/bare_tc.bpf.c -o .build/bench/bare_tc.bpf.o
+	.build/$(CONFIG)/hoptrace-bench --repeats $${REPEATS:-7} --seconds $${SECONDS_PER_RUN:-4} \
+		--rounds $${ROUNDS:-5} $(BENCH_ARGS)
 
 clean:
 	rm -rf .build bpf/*.o

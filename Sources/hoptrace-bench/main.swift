@@ -17,7 +17,15 @@ func option(_ name: String, _ fallback: String) -> String {
 let repeats = Int(option("--repeats", "5")) ?? 5
 let seconds = Double(option("--seconds", "3")) ?? 3
 let cConsumer = option("--c-consumer", ".build/bench/c_consumer")
-let output = option("--json", ".build/bench-results.json")
+/// `--pinned-only`: just the CPU-bound per-packet cost of each observer (Pinned.swift).
+let pinnedOnly = args.contains("--pinned-only")
+let output = option("--json", pinnedOnly ? ".build/bench-pinned-results.json" : ".build/bench-results.json")
+let rounds = Int(option("--rounds", "5")) ?? 5
+let pinnedSeconds = Double(option("--pinned-seconds", "3")) ?? 3
+/// udp_pps, bare_tc and its object, as `make bench` builds them.
+let tools = option("--tools", ".build/bench")
+/// The hoptrace next to this bench binary: the same build.
+let hoptraceBinary = option("--hoptrace", URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("hoptrace").path)
 
 func say(_ s: String) { FileHandle.standardError.write(Data("bench: \(s)\n".utf8)) }
 func median(_ xs: [Double]) -> Double {
@@ -29,8 +37,28 @@ func nowSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+/// Writes the figures to `output` and prints them.
+func writeResults(_ results: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: output))
+    print(String(decoding: data, as: UTF8.self))
+    say("written to \(output)")
+}
+/// Runs each of `variants` once, in an order that rotates from round to round:
+/// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
+/// The results come back in the variants' order.
+func rotated<T>(_ round: Int, _ variants: [() throws -> T]) throws -> [T] {
+    var results = [T?](repeating: nil, count: variants.count)
+    for i in variants.indices {
+        let v = (round + i) % variants.count
+        results[v] = try variants[v]()
+    }
+    return results.map { $0! }
+}
 
 var results: [String: Any] = ["repeats": repeats, "seconds_per_run": seconds]
+Cleanup.shared.install()
+Lab.sweepOrphans() // what a killed run left
 
 // MARK: the Swift consumer's own work, without the kernel: decode + histograms
 
@@ -205,7 +233,7 @@ final class LiveCount: @unchecked Sendable {
 let overheadOnly = args.contains("--overhead-only")
 /// `--discovery-only`: just the discovery figures (`Discovery.topology()` and `hoptrace list`).
 let discoveryOnly = args.contains("--discovery-only")
-if !overheadOnly && !discoveryOnly {
+if !overheadOnly && !discoveryOnly && !pinnedOnly {
     say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
     let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
     var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
@@ -254,7 +282,7 @@ if !overheadOnly && !discoveryOnly {
 
 // MARK: discovery: a node with 100 and 500 veth pairs
 
-if !overheadOnly {
+if !overheadOnly && !pinnedOnly {
     let hoptrace = option("--hoptrace", URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("hoptrace").path)
     results["discovery"] = try discoveryBench(runs: 3, hoptrace: hoptrace)
     if discoveryOnly {
@@ -267,7 +295,22 @@ if !overheadOnly {
 
 let lab = try Lab(containers: 2)
 defer { lab.teardown() }
+Cleanup.shared.atInterrupt { lab.teardown() }
 let a = lab.containers[0], b = lab.containers[1]
+
+// MARK: CPU-bound per-packet cost, sender + softirq + receiver on one CPU
+
+do {
+    results["pinned"] = try PinnedBench(lab: lab, tools: tools, hoptrace: hoptraceBinary, rounds: rounds, seconds: pinnedSeconds).results()
+} catch {
+    say("pinned benchmark failed: \(error)")
+}
+if pinnedOnly {
+    lab.teardown() // exit() runs no defer
+    try writeResults(results)
+    exit(results["pinned"] == nil ? 1 : 0)
+}
+
 let names = Discovery.topology().names
 
 func background(_ netns: String, _ argv: [String]) throws -> Process {
@@ -277,6 +320,7 @@ func background(_ netns: String, _ argv: [String]) throws -> Process {
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
+    Cleanup.shared.track(p)
     return p
 }
 
@@ -324,19 +368,11 @@ func traced<T>(stats: Bool = false, softirq: Bool = true, hooksOnly: Bool = fals
 say("throughput: iperf3 TCP a->b, untraced vs traced vs hooks only, \(repeats) rounds of \(Int(seconds)) s (BPF run-time stats off)")
 var plain: [Double] = [], withTrace: [Double] = [], ratios: [Double] = [], hooksRatios: [Double] = []
 var lostBulk: UInt64 = 0
-/// Runs the three variants of a round in an order that rotates from round to round:
-/// run-to-run drift (iperf3 here varies by +-20 %) must not favour one of them.
-func rotated<T>(_ round: Int, untraced: () throws -> T, traced: () throws -> T,
-                hooksOnly: () throws -> T) rethrows -> (untraced: T, traced: T, hooksOnly: T) {
-    var u: T?, t: T?, h: T?
-    for i in 0..<3 {
-        switch (round + i) % 3 {
-        case 0: u = try untraced()
-        case 1: t = try traced()
-        default: h = try hooksOnly()
-        }
-    }
-    return (u!, t!, h!)
+/// The three variants of the iperf3 and sockperf rounds, in rotating order.
+func rotated<T>(_ round: Int, untraced: @escaping () throws -> T, traced: @escaping () throws -> T,
+                hooksOnly: @escaping () throws -> T) throws -> (untraced: T, traced: T, hooksOnly: T) {
+    let r = try rotated(round, [untraced, traced, hooksOnly])
+    return (r[0], r[1], r[2])
 }
 for round in 0..<repeats {
     var report: Report?
@@ -488,9 +524,6 @@ do {
 // MARK: the peer: the same per-hop measurement as a bpftrace script
 
 if (try? Command.run(["which", "bpftrace"])) != nil {
-    if !FileManager.default.fileExists(atPath: "/sys/kernel/tracing/events") {
-        _ = try? Command.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"])
-    }
     say("peer: iperf3 under bpftrace (bench/peer.bt), \(repeats) runs")
     var peerRatios: [Double] = []
     for _ in 0..<repeats {
@@ -530,57 +563,6 @@ if (try? Command.run(["which", "bpftrace"])) != nil {
     results["peer_bpftrace"] = peer
 }
 
-/// A running bpftrace script.
-struct Bpftrace {
-    let process: Process
-    let output: Pipe
-
-    func stop() {
-        process.interrupt()
-        _ = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-    }
-}
-
-/// Starts `script` and waits until its probes are attached (nil if it never is).
-func startBpftrace(_ script: String) throws -> Bpftrace? {
-    let bt = Process()
-    bt.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    bt.arguments = ["bpftrace", script]
-    let pipe = Pipe()
-    bt.standardOutput = pipe
-    bt.standardError = FileHandle.nullDevice
-    try bt.run()
-    var seen = ""
-    let deadline = nowSeconds() + 20
-    while !seen.contains("Attaching"), nowSeconds() < deadline, bt.isRunning {
-        seen += String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
-    }
-    guard seen.contains("Attaching") else {
-        bt.terminate()
-        return nil
-    }
-    return Bpftrace(process: bt, output: pipe)
-}
-
-/// Run count and time of bpftrace's softirq programs (type tracepoint, named after
-/// their probes; hoptrace's are tp_btf programs named ht_*).
-func bpftraceProgramTotals() throws -> (runs: UInt64, ns: UInt64) {
-    let json = try Command.run(["bpftool", "-j", "prog", "show"])
-    let progs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
-    var runs: UInt64 = 0, ns: UInt64 = 0
-    for p in progs {
-        guard p["type"] as? String == "tracepoint", let name = p["name"] as? String,
-              ["softirq_raise", "softirq_entry", "softirq_exit"].contains(name) else { continue }
-        runs += UInt64(p["run_cnt"] as? Int ?? 0)
-        ns += UInt64(p["run_time_ns"] as? Int ?? 0)
-    }
-    return (runs, ns)
-}
-
 // MARK: report
 
-let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
-try data.write(to: URL(fileURLWithPath: output))
-print(String(decoding: data, as: UTF8.self))
-say("written to \(output)")
+try writeResults(results)
