@@ -71,8 +71,9 @@ struct Record: ParsableCommand {
     func run() throws {
         let interruption = Interruption.install()
         try requireRoot()
-        let (devices, names) = try selection.resolve()
-        let tracer = options.tracerOptions(allVeth: selection.allVeth)
+        let chosen = try selection.resolve()
+        let (devices, names) = (chosen.devices, chosen.names)
+        let tracer = options.tracerOptions(allVeth: chosen.everyVeth)
         let metadata = TraceSession.recordingMetadata(devices: devices, names: names, options: tracer,
                                                       windowNs: window.ns, version: hoptraceVersion)
         let writer: RecordingWriter

@@ -26,9 +26,9 @@ struct Trace: ParsableCommand {
     func run() throws {
         let interruption = Interruption.install()
         try requireRoot()
-        let (devices, names) = try selection.resolve()
-        let report = try runTrace(devices: devices, names: names, options: options,
-                                  tracer: options.tracerOptions(allVeth: selection.allVeth), interruption: interruption) { session in
+        let chosen = try selection.resolve()
+        let report = try runTrace(devices: chosen.devices, names: chosen.names, options: options,
+                                  tracer: options.tracerOptions(allVeth: chosen.everyVeth), interruption: interruption) { session in
             session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: 1_000_000_000,
                         wait: interruption.wait, stopRequested: { interruption.received != 0 })
         }
@@ -91,11 +91,21 @@ struct DeviceOptions: ParsableArguments {
         }
     }
 
-    /// The devices and the node's names.
-    func resolve() throws -> ([DeviceSelection], NameTable) {
+    /// What was chosen: the devices, the node's names, and whether they are every
+    /// veth of the node (then hops start only at traced devices: no hook is needed
+    /// for hops from untraced ones).
+    struct Resolved {
+        var devices: [DeviceSelection]
+        var names: NameTable
+        var everyVeth: Bool
+    }
+
+    func resolve() throws -> Resolved {
         let topology = Discovery.topology()
         do {
-            return (try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces), topology.names)
+            let devices = try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces)
+            let veths = Set(((try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []).map(\.label))
+            return Resolved(devices: devices, names: topology.names, everyVeth: veths.isSubset(of: devices.map(\.label)))
         } catch {
             throw CLIError(error.description)
         }
