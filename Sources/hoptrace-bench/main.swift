@@ -300,10 +300,13 @@ let a = lab.containers[0], b = lab.containers[1]
 
 // MARK: CPU-bound per-packet cost, sender + softirq + receiver on one CPU
 
-do {
-    results["pinned"] = try PinnedBench(lab: lab, tools: tools, hoptrace: hoptraceBinary, rounds: rounds, seconds: pinnedSeconds).results()
-} catch {
-    say("pinned benchmark failed: \(error)")
+// four minutes: not part of the quick --overhead-only checks
+if !overheadOnly {
+    do {
+        results["pinned"] = try PinnedBench(lab: lab, tools: tools, hoptrace: hoptraceBinary, rounds: rounds, seconds: pinnedSeconds).results()
+    } catch {
+        say("pinned benchmark failed: \(error)")
+    }
 }
 if pinnedOnly {
     lab.teardown() // exit() runs no defer
