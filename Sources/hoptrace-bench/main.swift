@@ -283,8 +283,7 @@ if !overheadOnly && !discoveryOnly && !pinnedOnly {
 // MARK: discovery: a node with 100 and 500 veth pairs
 
 if !overheadOnly && !pinnedOnly {
-    let hoptrace = option("--hoptrace", URL(fileURLWithPath: args[0]).deletingLastPathComponent().appendingPathComponent("hoptrace").path)
-    results["discovery"] = try discoveryBench(runs: 3, hoptrace: hoptrace)
+    results["discovery"] = try discoveryBench(runs: 3, hoptrace: hoptraceBinary)
     if discoveryOnly {
         print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         exit(0)
