@@ -30,7 +30,7 @@ struct Record: ParsableCommand {
     @Flag(help: "Overwrite an existing file.")
     var force = false
 
-    @Option(help: "Length of the timeline's windows, e.g. 1s, 500ms.",
+    @Option(help: "Length of the timeline's windows, e.g. 1s, 500ms. (default: 1s)",
             transform: { try parsePositiveDuration($0, "--window", example: "1s or 500ms") })
     var window = DurationArgument(ns: 1_000_000_000)
 
@@ -47,11 +47,11 @@ struct Record: ParsableCommand {
             })
     var trigger: [Trigger] = []
 
-    @Option(help: "With --flight-recorder: how long to keep writing after a trigger.",
+    @Option(help: "With --flight-recorder: how long to keep writing after a trigger. (default: 5s)",
             transform: { try parseDuration($0, "--after", example: "5s") })
     var after = DurationArgument(ns: 5_000_000_000)
 
-    @Option(help: "With --flight-recorder: how long triggers rest after an incident (rate limit).",
+    @Option(help: "With --flight-recorder: how long triggers rest after an incident (rate limit). (default: 30s)",
             transform: { try parseDuration($0, "--cooldown", example: "30s") })
     var cooldown = DurationArgument(ns: 30_000_000_000)
 

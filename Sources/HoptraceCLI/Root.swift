@@ -65,14 +65,17 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
     var defaultValueDescription: String { formatNs(ns) }
 }
 
-extension TracerOptions.AttachMode: ExpressibleByArgument {
-    public init?(argument: String) {
-        guard let m = ["auto": Self.auto, "tcx": .tcx, "clsact": .clsact][argument] else { return nil }
-        self = m
-    }
+/// `--attach`, as the user writes it.
+enum AttachChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case auto, tcx, clsact
 
-    public static var allValueStrings: [String] { ["auto", "tcx", "clsact"] }
-    public var defaultValueDescription: String { Self.allValueStrings[Int(rawValue)] }
+    var mode: TracerOptions.AttachMode {
+        switch self {
+        case .auto: .auto
+        case .tcx: .tcx
+        case .clsact: .clsact
+        }
+    }
 }
 
 enum Switch: String, CaseIterable, ExpressibleByArgument, Sendable {
@@ -81,14 +84,14 @@ enum Switch: String, CaseIterable, ExpressibleByArgument, Sendable {
 
 /// Options every tracing command shares, typed here at the edge and parsed once.
 struct TraceOptions: ParsableArguments {
-    @Option(help: "How long to trace, e.g. 10s, 500ms, 2m.",
+    @Option(help: "How long to trace, e.g. 10s, 500ms, 2m. (default: 10s)",
             transform: { try parsePositiveDuration($0, "duration", example: "10s, 500ms, 2m") })
     var duration = DurationArgument(ns: 10_000_000_000)
 
     @Option(help: "Follow one packet in N (1 = every packet).")
     var sample: UInt32 = TracerOptions().sampleEvery
 
-    @Option(help: "Record only hops at least this slow, e.g. 50us.", transform: { try parseDuration($0, "--min-latency", example: "50us") })
+    @Option(help: "Record only hops at least this slow, e.g. 50us. (default: 0: every hop)", transform: { try parseDuration($0, "--min-latency", example: "50us") })
     var minLatency = DurationArgument(ns: TracerOptions().minLatencyNs)
 
     @Option(help: "Flows listed in the report's text, slowest p99 first (--json lists all).")
@@ -101,7 +104,7 @@ struct TraceOptions: ParsableArguments {
     var maxPackets: UInt32 = TracerOptions().maxPackets
 
     @Option(help: "How to hook the devices: auto (tcx, clsact where tcx is missing), tcx, clsact.")
-    var attach: TracerOptions.AttachMode = TracerOptions().attachMode
+    var attach: AttachChoice = .auto
 
     @Option(help: "Trace NET_RX/NET_TX softirqs and NAPI polls: on or off (off saves their per-run cost).")
     var softirq: Switch = .on
@@ -126,7 +129,7 @@ struct TraceOptions: ParsableArguments {
         o.sampleEvery = sample
         o.minLatencyNs = minLatency.ns
         o.maxPackets = maxPackets
-        o.attachMode = attach
+        o.attachMode = attach.mode
         o.softirq = softirq == .on
         o.runTimeStats = bpfStats
         o.hopsFromUntracedDevices = !allVeth
