@@ -84,19 +84,27 @@ public struct Comparison: Codable, Sendable {
         var rng = SplitMix(state: seed)
         for hop in Set(a.keys).union(b.keys).sorted() {
             guard let sa = a[hop] else {
-                entries.append(Self.missing(hop, .onlyAfter, b[hop]?["total"] ?? [], after: true))
+                entries.append(Self.missing(hop, segment: "total", .onlyAfter, b[hop]?["total"] ?? [], after: true))
                 continue
             }
             guard let sb = b[hop] else {
-                entries.append(Self.missing(hop, .onlyBefore, sa["total"] ?? [], after: false))
+                entries.append(Self.missing(hop, segment: "total", .onlyBefore, sa["total"] ?? [], after: false))
                 continue
             }
             for segment in ["total"] + Segment.allCases.map(\.name) {
-                guard let wa = sa[segment], let wb = sb[segment] else { continue }
-                entries.append(Self.compare(hop: hop, segment: segment, wa, wb, resamples: resamples, rng: &rng))
+                switch (sa[segment], sb[segment]) {
+                case let (wa?, wb?):
+                    entries.append(Self.compare(hop: hop, segment: segment, wa, wb, resamples: resamples, rng: &rng))
+                case let (nil, wb?): // crossed only after, e.g. a qdisc added to a device that had no queue
+                    entries.append(Self.missing(hop, segment: segment, .onlyAfter, wb, after: true))
+                case let (wa?, nil):
+                    entries.append(Self.missing(hop, segment: segment, .onlyBefore, wa, after: false))
+                case (nil, nil):
+                    break
+                }
             }
         }
-        let onlyOne = entries.filter { $0.verdict == .onlyBefore || $0.verdict == .onlyAfter }
+        let onlyOne = entries.filter { $0.segment == "total" && ($0.verdict == .onlyBefore || $0.verdict == .onlyAfter) }
         if !onlyOne.isEmpty {
             notes.append("\(onlyOne.count) hops appear in one recording only: their devices or namespaces differ (renamed, added or removed)")
         }
@@ -104,11 +112,12 @@ public struct Comparison: Codable, Sendable {
         self.notes = notes
     }
 
-    static func missing(_ hop: String, _ v: Verdict, _ windows: [Histogram], after: Bool) -> Entry {
+    /// A hop, or a segment of one, that only one recording has: its figures on that side.
+    static func missing(_ hop: String, segment: String, _ v: Verdict, _ windows: [Histogram], after: Bool) -> Entry {
         var m = Histogram(precisionBits: windows.first?.precisionBits ?? 6)
         windows.forEach { m.merge($0) }
         let p50 = m.value(atQuantile: 0.5), p99 = m.value(atQuantile: 0.99)
-        return Entry(hop: hop, segment: "total", beforeP50Ns: after ? 0 : p50, afterP50Ns: after ? p50 : 0,
+        return Entry(hop: hop, segment: segment, beforeP50Ns: after ? 0 : p50, afterP50Ns: after ? p50 : 0,
                      beforeP99Ns: after ? 0 : p99, afterP99Ns: after ? p99 : 0, p99ChangePercent: 0, p99LowPercent: 0,
                      p99HighPercent: 0, p50ChangePercent: 0, verdict: v, windowsBefore: after ? 0 : windows.count,
                      windowsAfter: after ? windows.count : 0)

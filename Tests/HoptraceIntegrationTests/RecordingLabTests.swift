@@ -191,7 +191,10 @@ final class RecordingLabTests: XCTestCase {
         try record(after)
         let c = Comparison(before: try RecordedTrace(path: before).comparisonRun, after: try RecordedTrace(path: after).comparisonRun)
         let hop = c.entries.filter { $0.hop.hasPrefix("\(lab.hub)/\(b.hubDevice) -> ") }
-        XCTAssertEqual(hop.first { $0.segment == "qdisc" }?.verdict, .slower, c.text())
+        // the veth had no queue before (no qdisc segment); the shaper's queue is new
+        let qdisc = try XCTUnwrap(hop.first { $0.segment == "qdisc" }, c.text())
+        XCTAssertEqual(qdisc.verdict, .onlyAfter, c.text())
+        XCTAssertGreaterThan(qdisc.afterP99Ns, 100_000, c.text())
         XCTAssertEqual(hop.first { $0.segment == "total" }?.verdict, .slower, c.text())
         // the other hops' queues did not change by anything like the shaper's delay
         for e in c.entries where !e.hop.hasPrefix("\(lab.hub)/\(b.hubDevice) -> ") && e.segment == "qdisc" {
