@@ -199,12 +199,9 @@ public final class TraceSession: @unchecked Sendable {
         return report
     }
 
-    /// The metadata of a recording of this session: what a report made later
-    /// elsewhere needs (host, kernel, names, drop reasons, settings).
-    public func recordingMetadata(windowNs: UInt64, version: String) -> RecordingMetadata {
-        Self.recordingMetadata(devices: devices, names: names, options: options, windowNs: windowNs, version: version)
-    }
-
+    /// The metadata of a recording of a session on `devices`: what a report made
+    /// later elsewhere needs (host, kernel, names, drop reasons, settings). Made
+    /// before the session, so the file exists before anything is attached.
     public static func recordingMetadata(devices: [DeviceSelection], names: NameTable, options: TracerOptions,
                                          windowNs: UInt64, version: String) -> RecordingMetadata {
         var uts = utsname()
