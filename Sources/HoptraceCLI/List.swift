@@ -30,10 +30,13 @@ struct List: ParsableCommand {
         var master: String?
         var peerNetns: String?
         var peerDevice: String?
+        /// The pod and container whose namespace the device is in, where known.
+        var pod: Workload.Pod?
+        var container: Workload.Container?
 
         enum CodingKeys: String, CodingKey {
             case netns, netnsInode = "netns_inode", device, ifindex, kind, state, master
-            case peerNetns = "peer_netns", peerDevice = "peer_device"
+            case peerNetns = "peer_netns", peerDevice = "peer_device", pod, container
         }
     }
 
@@ -44,7 +47,8 @@ struct List: ParsableCommand {
         let rows = topo.devices.filter { all || $0.isVeth }.map { d in
             Row(netns: names.netnsName(d.endpoint.netns), netnsInode: d.endpoint.netns, device: d.name,
                 ifindex: d.endpoint.ifindex, kind: d.kind.isEmpty ? "device" : d.kind, state: d.state, master: d.master,
-                peerNetns: d.peer.map { names.netnsName($0.netns) }, peerDevice: d.peer.map { names.deviceName($0) })
+                peerNetns: d.peer.map { names.netnsName($0.netns) }, peerDevice: d.peer.map { names.deviceName($0) },
+                pod: names.workloads[d.endpoint.netns]?.pod, container: names.workloads[d.endpoint.netns]?.container)
         }
         if json {
             let enc = JSONEncoder()
@@ -56,10 +60,12 @@ struct List: ParsableCommand {
             print(all ? "no devices found" : "no veth devices on this node ('hoptrace demo --keep' builds a lab)")
             return
         }
-        let header = ["NETNS", "DEVICE", "IFINDEX", "KIND", "STATE", "MASTER", "PEER"]
+        let header = ["NETNS", "DEVICE", "IFINDEX", "KIND", "STATE", "MASTER", "PEER", "POD", "CONTAINER"]
         let table = rows.map { r in
             [r.netns, r.device, String(r.ifindex), r.kind, r.state, r.master ?? "-",
-             r.peerDevice.map { "\(r.peerNetns ?? "?")/\($0)" } ?? "-"]
+             r.peerDevice.map { "\(r.peerNetns ?? "?")/\($0)" } ?? "-",
+             r.pod.map { "\($0.namespace)/\($0.name)" } ?? "-",
+             r.container.map { $0.name.isEmpty ? "\($0.runtime):\($0.id.prefix(12))" : $0.name } ?? "-"]
         }
         let widths = header.indices.map { i in ([header[i]] + table.map { $0[i] }).map(\.count).max()! }
         for row in [header] + table {

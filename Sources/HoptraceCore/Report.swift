@@ -89,8 +89,11 @@ public struct Report: Codable, Sendable {
         public var netnsName: String
         public var device: String
         public var ifindex: UInt32
+        /// The Kubernetes pod and the container whose namespace it is, where known.
+        public var pod: Workload.Pod?
+        public var container: Workload.Container?
 
-        enum CodingKeys: String, CodingKey { case netns, netnsName = "netns_name", device, ifindex }
+        enum CodingKeys: String, CodingKey { case netns, netnsName = "netns_name", device, ifindex, pod, container }
     }
 
     public struct HopReport: Codable, Sendable {
@@ -207,7 +210,8 @@ public struct Report: Codable, Sendable {
                 sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10,
                 softirq: SoftirqReport = .disabled, dropReasons: DropReasons = DropReasons()) {
         func endpoint(_ e: Endpoint) -> EndpointReport {
-            EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex)
+            EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex,
+                           pod: names.workloads[e.netns]?.pod, container: names.workloads[e.netns]?.container)
         }
         var hops: [HopReport] = []
         for (key, s) in zip(a.hops.keys, a.hops.stats) {

@@ -1,4 +1,5 @@
 import Foundation
+import HoptraceCore
 
 /// A network namespace on the node and the best name we know for it.
 public struct NetnsInfo: Hashable, Codable, Sendable {
@@ -7,8 +8,12 @@ public struct NetnsInfo: Hashable, Codable, Sendable {
         case host
         /// Named by `ip netns` (a file under /run/netns).
         case named
+        /// Held by a Kubernetes pod (kubelet's cgroup layout).
+        case pod
         /// Held by a process whose cgroup names a container.
         case container
+        /// Held by a systemd service.
+        case service
         /// Held by some other process.
         case process
     }
@@ -18,12 +23,15 @@ public struct NetnsInfo: Hashable, Codable, Sendable {
     public var kind: Kind
     /// A file that opens this namespace (for setns).
     public var path: String
+    /// The pod, container or service that holds it, where the node's files say.
+    public var workload: Workload?
 
-    public init(inode: UInt32, name: String, kind: Kind, path: String) {
+    public init(inode: UInt32, name: String, kind: Kind, path: String, workload: Workload? = nil) {
         self.inode = inode
         self.name = name
         self.kind = kind
         self.path = path
+        self.workload = workload
     }
 }
 
@@ -31,9 +39,13 @@ public struct NetnsInfo: Hashable, Codable, Sendable {
 /// at "/", or a fixture tree in tests).
 public struct NamespaceScanner: Sendable {
     public var root: String
+    private let workloads: WorkloadResolver
 
+    /// `root`: where the host's /proc, /run, /var/log/pods and runtime state are
+    /// (`--host-root`; a fixture tree in tests).
     public init(root: String = "/") {
         self.root = root.hasSuffix("/") ? root : root + "/"
+        workloads = WorkloadResolver(root: self.root)
     }
 
     /// The inode in a link like `net:[4026531840]`.
@@ -49,23 +61,11 @@ public struct NamespaceScanner: Sendable {
         return stat(path, &st) == 0 ? UInt32(truncatingIfNeeded: st.st_ino) : nil
     }
 
-    /// A container id in a cgroup path (docker, containerd, cri-o, podman: 64 hex digits).
-    public static func containerID(fromCgroup text: String) -> String? {
-        for line in text.split(separator: "\n") {
-            let path = line.split(separator: ":", maxSplits: 2).last ?? ""
-            for part in path.split(whereSeparator: { "/-.".contains($0) }).reversed()
-            where part.count == 64 && part.allSatisfy(\.isHexDigit) {
-                return String(part.prefix(12))
-            }
-        }
-        return nil
-    }
-
     public func scan() -> [NetnsInfo] {
         let fm = FileManager.default
         var found: [UInt32: NetnsInfo] = [:]
         func offer(_ info: NetnsInfo) {
-            let rank: [NetnsInfo.Kind: Int] = [.host: 0, .named: 1, .container: 2, .process: 3]
+            let rank: [NetnsInfo.Kind: Int] = [.host: 0, .named: 1, .pod: 2, .container: 3, .service: 4, .process: 5]
             if let old = found[info.inode], rank[old.kind]! <= rank[info.kind]! { return }
             found[info.inode] = info
         }
@@ -92,8 +92,9 @@ public struct NamespaceScanner: Sendable {
                   let ino = Self.inode(fromNsLink: link), found[ino] == nil
             else { continue }
             let cgroup = (try? String(contentsOfFile: base + "cgroup", encoding: .utf8)) ?? ""
-            if let id = Self.containerID(fromCgroup: cgroup) {
-                offer(NetnsInfo(inode: ino, name: "container:\(id)", kind: .container, path: base + "ns/net"))
+            if let w = workloads.workload(cgroup: cgroup), let label = w.label {
+                let kind: NetnsInfo.Kind = w.pod != nil ? .pod : w.container != nil ? .container : .service
+                offer(NetnsInfo(inode: ino, name: label, kind: kind, path: base + "ns/net", workload: w))
             } else {
                 let comm = ((try? String(contentsOfFile: base + "comm", encoding: .utf8)) ?? "pid")
                     .trimmingCharacters(in: .whitespacesAndNewlines)

@@ -72,7 +72,10 @@ public struct NodeTopology: Sendable {
 
     public var names: NameTable {
         var t = NameTable()
-        for ns in namespaces { t.netns[ns.inode] = ns.name }
+        for ns in namespaces {
+            t.netns[ns.inode] = ns.name
+            if let w = ns.workload { t.workloads[ns.inode] = w }
+        }
         for d in devices { t.devices[d.endpoint] = d.name }
         return t
     }

@@ -117,4 +117,25 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(listed.first?.contains(busy.description) ?? false, text)
         XCTAssertTrue(text.contains("more flows: --top N, or --json for all"), text)
     }
+
+    /// Each hop end names its pod and container where known (issue 11), and the name
+    /// table that carries them survives the JSON a recording stores it as.
+    func testEndpointsNameTheirWorkload() throws {
+        var a = TraceAggregate()
+        var names = NameTable()
+        names.netns[1] = "shop/cart-0"
+        let pod = Workload.Pod(namespace: "shop", name: "cart-0", uid: "0d1e2f3a-4b5c-4d6e-8f70-81a2b3c4d5e6")
+        names.workloads[1] = Workload(pod: pod, container: Workload.Container(name: "", id: "abc", runtime: "cri-o"))
+        a.add(HopRecord(timestampNs: 1, qdiscNs: 1, backlogNs: 5, from: Endpoint(netns: 1, ifindex: 2),
+                        to: Endpoint(netns: 2, ifindex: 9), flags: [.firstHop], flow: FlowTableTests.flow(1)))
+        let report = Report(aggregate: a, names: names, durationSeconds: 1, counters: TracerCounters(), sampling: Sampling())
+        let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
+        let hop = (json["hops"] as! [[String: Any]])[0]
+        let from = hop["from"] as! [String: Any], to = hop["to"] as! [String: Any]
+        XCTAssertEqual((from["pod"] as? [String: Any])?["name"] as? String, "cart-0")
+        XCTAssertEqual((from["container"] as? [String: Any])?["runtime"] as? String, "cri-o")
+        XCTAssertNil(to["pod"], "unknown workloads are left out")
+        let decoded = try JSONDecoder().decode(NameTable.self, from: JSONEncoder().encode(names))
+        XCTAssertEqual(decoded, names)
+    }
 }

@@ -38,7 +38,7 @@ final class NamesTests: XCTestCase {
         let byInode = Dictionary(uniqueKeysWithValues: found.map { ($0.inode, $0) })
         XCTAssertEqual(byInode[4026531840]?.name, "host")
         XCTAssertEqual(byInode[4026531840]?.kind, .host)
-        XCTAssertEqual(byInode[4026532001]?.name, "container:3f4e5d6c7b8a")
+        XCTAssertEqual(byInode[4026532001]?.name, "docker:3f4e5d6c7b8a") // no config.v2.json in the fixture: by id
         XCTAssertEqual(byInode[4026532001]?.kind, .container)
         XCTAssertEqual(byInode[4026532002]?.name, "nginx:456")
         XCTAssertEqual(byInode[webInode]?.name, "web")
@@ -58,9 +58,9 @@ final class NamesTests: XCTestCase {
 
     func testContainerIDFormats() {
         let id = String(repeating: "ab", count: 32)
-        XCTAssertEqual(NamespaceScanner.containerID(fromCgroup: "0::/kubepods/burstable/pod1234/\(id)\n"), "abababababab")
-        XCTAssertEqual(NamespaceScanner.containerID(fromCgroup: "0::/system.slice/cri-containerd-\(id).scope"), "abababababab")
-        XCTAssertNil(NamespaceScanner.containerID(fromCgroup: "0::/user.slice/user-0.slice/session-1.scope"))
+        XCTAssertEqual(WorkloadResolver.identity(cgroup: "0::/kubepods/burstable/pod1234/\(id)\n").containerID, id)
+        XCTAssertEqual(WorkloadResolver.identity(cgroup: "0::/system.slice/cri-containerd-\(id).scope").containerID, id)
+        XCTAssertNil(WorkloadResolver.identity(cgroup: "0::/user.slice/user-0.slice/session-1.scope").containerID)
         XCTAssertEqual(NamespaceScanner.inode(fromNsLink: "net:[4026531840]"), 4026531840)
         XCTAssertNil(NamespaceScanner.inode(fromNsLink: "mnt:[4026531840]"))
     }
