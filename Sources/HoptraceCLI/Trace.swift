@@ -84,10 +84,28 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .customLong("iface"), help: "A device to trace (repeatable).")
     var interfaces: [String] = []
 
+    @Option(help: "A Kubernetes pod to trace, NAMESPACE/NAME: its veths, pod side and host side (repeatable).")
+    var pod: [String] = []
+
+    @Option(help: "A container to trace, by name (repeatable).")
+    var container: [String] = []
+
+    @Option(name: .customLong("namespace"), help: "Trace every pod of this Kubernetes namespace (repeatable).")
+    var kubernetesNamespace: [String] = []
+
+    var workloads: WorkloadSelection {
+        WorkloadSelection(pods: pod, containers: container, kubernetesNamespaces: kubernetesNamespace)
+    }
+
     func validate() throws {
-        if allVeth && !interfaces.isEmpty { throw ValidationError("use either --all-veth or --iface, not both") }
-        if !allVeth && interfaces.isEmpty {
-            throw ValidationError("choose devices: --all-veth, or --iface NAME (with --netns NAME); 'hoptrace list' shows them")
+        let ways = [allVeth, !interfaces.isEmpty, !workloads.isEmpty].filter { $0 }.count
+        if ways > 1 { throw ValidationError("choose devices one way: --all-veth, --iface, or --pod/--container/--namespace") }
+        if ways == 0 {
+            throw ValidationError("choose devices: --all-veth, --iface NAME (with --netns NAME), --pod NAMESPACE/NAME, "
+                                  + "--container NAME or --namespace NS; 'hoptrace list' shows them")
+        }
+        for p in pod where p.split(separator: "/").count != 2 {
+            throw ValidationError("bad --pod '\(p)': give NAMESPACE/NAME, e.g. default/web-7d9f")
         }
     }
 
@@ -103,7 +121,7 @@ struct DeviceOptions: ParsableArguments {
     func resolve() throws -> Resolved {
         let topology = Discovery.topology()
         do {
-            let devices = try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces)
+            let devices = try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces, workloads: workloads)
             let veths = Set(((try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []).map(\.label))
             return Resolved(devices: devices, names: topology.names, everyVeth: veths.isSubset(of: devices.map(\.label)))
         } catch {

@@ -122,6 +122,35 @@ final class WorkloadTests: XCTestCase {
     }
 }
 
+extension WorkloadTests {
+    /// `--pod`, `--container` and `--namespace` select the veths of those workloads,
+    /// pod side and host side; a workload not on the node is one clear error.
+    func testSelectionByWorkload() throws {
+        func veth(_ ns: UInt32, _ i: UInt32, _ name: String, peer: Endpoint) -> DeviceInfo {
+            DeviceInfo(endpoint: Endpoint(netns: ns, ifindex: i), name: name, kind: "veth", master: nil, peer: peer, state: "UP")
+        }
+        let host = NetnsInfo(inode: 1, name: "host", kind: .host, path: "/proc/1/ns/net")
+        let web = NetnsInfo(inode: 2, name: "default/web", kind: .pod, path: "/proc/20/ns/net",
+                            workload: Workload(pod: Workload.Pod(namespace: "default", name: "web", uid: "u1")))
+        let cart = NetnsInfo(inode: 3, name: "shop/cart", kind: .pod, path: "/proc/30/ns/net",
+                             workload: Workload(pod: Workload.Pod(namespace: "shop", name: "cart", uid: "u2"),
+                                                container: Workload.Container(name: "cart", id: id("c"), runtime: "cri-o")))
+        let topo = NodeTopology(namespaces: [host, web, cart], devices: [
+            veth(2, 2, "eth0", peer: Endpoint(netns: 1, ifindex: 10)), veth(1, 10, "veth10", peer: Endpoint(netns: 2, ifindex: 2)),
+            veth(3, 2, "eth0", peer: Endpoint(netns: 1, ifindex: 11)), veth(1, 11, "veth11", peer: Endpoint(netns: 3, ifindex: 2)),
+        ])
+        func labels(_ w: WorkloadSelection) throws -> [String] {
+            try topo.select(allVeth: false, netns: nil, interfaces: [], workloads: w).map(\.label).sorted()
+        }
+        XCTAssertEqual(try labels(WorkloadSelection(pods: ["default/web"])), ["default/web/eth0", "host/veth10"])
+        XCTAssertEqual(try labels(WorkloadSelection(containers: ["cart"])), ["host/veth11", "shop/cart/eth0"])
+        XCTAssertEqual(try labels(WorkloadSelection(kubernetesNamespaces: ["shop"])), ["host/veth11", "shop/cart/eth0"])
+        XCTAssertThrowsError(try labels(WorkloadSelection(pods: ["default/nope"]))) { e in
+            XCTAssertTrue("\(e)".contains("no pod 'default/nope' on this node"), "\(e)")
+        }
+    }
+}
+
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
 }
