@@ -11,6 +11,7 @@ struct List: ParsableCommand {
           hoptrace list
           hoptrace list --all     # every device, not only veth
           hoptrace list --json
+          hoptrace list --host-root /host   # in a container, the host's /proc etc. under /host
         """
     )
 
@@ -19,6 +20,13 @@ struct List: ParsableCommand {
 
     @Flag(help: "Print JSON.")
     var json = false
+
+    @Option(help: "Where the host's /proc, /run, /var/log/pods and container runtime state are (an agent in a container: /host).")
+    var hostRoot: String = "/"
+
+    func validate() throws {
+        if let why = Discovery.problem(withHostRoot: hostRoot) { throw ValidationError(why) }
+    }
 
     struct Row: Codable {
         var netns: String
@@ -42,7 +50,7 @@ struct List: ParsableCommand {
 
     func run() throws {
         if geteuid() != 0 { progress("not root: namespaces of other users' processes may be missing") }
-        let topo = Discovery.topology()
+        let topo = Discovery.topology(root: hostRoot)
         let names = topo.names
         let rows = topo.devices.filter { all || $0.isVeth }.map { d in
             Row(netns: names.netnsName(d.endpoint.netns), netnsInode: d.endpoint.netns, device: d.name,

@@ -17,6 +17,8 @@ struct Trace: ParsableCommand {
           hoptrace trace --all-veth --duration 10s
           hoptrace trace --netns web --iface eth0 --json
           hoptrace trace --all-veth --sample 10 --min-latency 50us
+          hoptrace trace --pod default/web-7d9f --duration 30s
+          hoptrace trace --namespace shop --json
         """
     )
 
@@ -93,6 +95,9 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .customLong("namespace"), help: "Trace every pod of this Kubernetes namespace (repeatable).")
     var kubernetesNamespace: [String] = []
 
+    @Option(help: "Where the host's /proc, /run, /var/log/pods and container runtime state are (an agent in a container: /host).")
+    var hostRoot: String = "/"
+
     var workloads: WorkloadSelection {
         WorkloadSelection(pods: pod, containers: container, kubernetesNamespaces: kubernetesNamespace)
     }
@@ -104,6 +109,7 @@ struct DeviceOptions: ParsableArguments {
             throw ValidationError("choose devices: --all-veth, --iface NAME (with --netns NAME), --pod NAMESPACE/NAME, "
                                   + "--container NAME or --namespace NS; 'hoptrace list' shows them")
         }
+        if let why = Discovery.problem(withHostRoot: hostRoot) { throw ValidationError(why) }
         for p in pod where p.split(separator: "/").count != 2 {
             throw ValidationError("bad --pod '\(p)': give NAMESPACE/NAME, e.g. default/web-7d9f")
         }
@@ -119,7 +125,7 @@ struct DeviceOptions: ParsableArguments {
     }
 
     func resolve() throws -> Resolved {
-        let topology = Discovery.topology()
+        let topology = Discovery.topology(root: hostRoot)
         do {
             let devices = try topology.select(allVeth: allVeth, netns: netns, interfaces: interfaces, workloads: workloads)
             let veths = Set(((try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []).map(\.label))

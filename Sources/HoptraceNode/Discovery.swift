@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import HoptraceCore
 
@@ -23,6 +24,16 @@ public enum Discovery {
         }
         var nsids = NetnsIDs(here: here)
         return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+    }
+
+    /// Why `root` cannot be a host root (no proc/ in it), or nil.
+    public static func problem(withHostRoot root: String) -> String? {
+        var isDirectory: ObjCBool = false
+        let proc = (root.hasSuffix("/") ? root : root + "/") + "proc"
+        guard FileManager.default.fileExists(atPath: proc, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "bad --host-root '\(root)': there is no \(proc); mount the host's /proc there (e.g. -v /proc:/host/proc:ro)"
+        }
+        return nil
     }
 
     /// The devices of `devices` that have a queue: a root qdisc other than noqueue
