@@ -65,7 +65,7 @@ public struct NamespaceScanner: Sendable {
         let fm = FileManager.default
         var found: [UInt32: NetnsInfo] = [:]
         func offer(_ info: NetnsInfo) {
-            let rank: [NetnsInfo.Kind: Int] = [.host: 0, .named: 1, .pod: 2, .container: 3, .service: 4, .process: 5]
+            let rank: [NetnsInfo.Kind: Int] = [.host: 0, .pod: 1, .container: 2, .service: 3, .named: 4, .process: 5]
             if let old = found[info.inode], rank[old.kind]! <= rank[info.kind]! { return }
             found[info.inode] = info
         }
@@ -84,18 +84,21 @@ public struct NamespaceScanner: Sendable {
         }
         // a namespace is named after the first process found in it (the lowest pid,
         // usually its first): cgroup and comm are read once a namespace, not once for
-        // every process in it
+        // every process in it. A workload's name wins over an `ip netns` name (CNI
+        // plugins name pods' namespaces cni-<uuid>), whose file stays the path.
         let pids = ((try? fm.contentsOfDirectory(atPath: root + "proc")) ?? []).compactMap { Int($0) }.sorted()
+        var examined = Set<UInt32>()
         for pid in pids {
             let base = root + "proc/\(pid)/"
             guard let link = try? fm.destinationOfSymbolicLink(atPath: base + "ns/net"),
-                  let ino = Self.inode(fromNsLink: link), found[ino] == nil
+                  let ino = Self.inode(fromNsLink: link), found[ino] == nil || found[ino]?.kind == .named,
+                  examined.insert(ino).inserted
             else { continue }
             let cgroup = (try? String(contentsOfFile: base + "cgroup", encoding: .utf8)) ?? ""
             if let w = workloads.workload(cgroup: cgroup), let label = w.label {
                 let kind: NetnsInfo.Kind = w.pod != nil ? .pod : w.container != nil ? .container : .service
-                offer(NetnsInfo(inode: ino, name: label, kind: kind, path: base + "ns/net", workload: w))
-            } else {
+                found[ino] = NetnsInfo(inode: ino, name: label, kind: kind, path: found[ino]?.path ?? base + "ns/net", workload: w)
+            } else if found[ino] == nil {
                 let comm = ((try? String(contentsOfFile: base + "comm", encoding: .utf8)) ?? "pid")
                     .trimmingCharacters(in: .whitespacesAndNewlines)
                 offer(NetnsInfo(inode: ino, name: "\(comm):\(pid)", kind: .process, path: base + "ns/net"))
