@@ -56,6 +56,9 @@ public struct NameTable: Codable, Sendable, Equatable {
     public var devices: [Endpoint: String] = [:]
     /// The workloads of namespaces, where known.
     public var workloads: [UInt32: Workload] = [:]
+    /// Each veth's peer (both ends), so a host-side veth can be named by the workload
+    /// at its other end: its own name changes when the pod is made again.
+    public var peers: [Endpoint: Endpoint] = [:]
 
     public init() {}
 
@@ -67,15 +70,27 @@ public struct NameTable: Codable, Sendable, Equatable {
         netns.merge(o.netns) { a, _ in a }
         devices.merge(o.devices) { a, _ in a }
         workloads.merge(o.workloads) { a, _ in a }
+        peers.merge(o.peers) { a, _ in a }
     }
 
-    enum CodingKeys: String, CodingKey { case netns, devices, workloads }
+    /// `label(e)`, but a device outside any workload whose veth peer is in one is
+    /// named by that workload ("host/veth→default/web"): what stays the same when a
+    /// pod is restarted (new namespace, new host-side veth), for matching runs.
+    public func stableLabel(_ e: Endpoint) -> String {
+        if workloads[e.netns] == nil, let p = peers[e], let w = workloads[p.netns]?.label {
+            return "\(netnsName(e.netns))/veth→\(w)"
+        }
+        return label(e)
+    }
 
-    /// Recordings made before workloads were stored decode with none.
+    enum CodingKeys: String, CodingKey { case netns, devices, workloads, peers }
+
+    /// Recordings made before workloads and peers were stored decode with none.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         netns = try c.decode([UInt32: String].self, forKey: .netns)
         devices = try c.decode([Endpoint: String].self, forKey: .devices)
         workloads = try c.decodeIfPresent([UInt32: Workload].self, forKey: .workloads) ?? [:]
+        peers = try c.decodeIfPresent([Endpoint: Endpoint].self, forKey: .peers) ?? [:]
     }
 }

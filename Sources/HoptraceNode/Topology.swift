@@ -76,7 +76,10 @@ public struct NodeTopology: Sendable {
             t.netns[ns.inode] = ns.name
             if let w = ns.workload { t.workloads[ns.inode] = w }
         }
-        for d in devices { t.devices[d.endpoint] = d.name }
+        for d in devices {
+            t.devices[d.endpoint] = d.name
+            if let p = d.peer { t.peers[d.endpoint] = p }
+        }
         return t
     }
 }

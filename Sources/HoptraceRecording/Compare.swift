@@ -66,7 +66,8 @@ public struct Comparison: Codable, Sendable {
         func series() -> [String: [String: [Histogram]]] {
             var out: [String: [String: [Histogram]]] = [:]
             for (i, key) in windows.hopKeys.enumerated() {
-                let label = "\(names.label(key.from)) -> \(names.label(key.to))"
+                // by workload where one is known: a restarted pod is the same pod
+                let label = "\(names.stableLabel(key.from)) -> \(names.stableLabel(key.to))"
                 out[label, default: [:]]["total"] = windows.series(i, segment: nil).map(\.histogram)
                 for segment in Segment.allCases {
                     let s = windows.series(i, segment: segment).map(\.histogram)

@@ -123,4 +123,34 @@ final class CompareTests: XCTestCase {
         guard p.terminationStatus == 0 else { throw NSError(domain: "python", code: Int(p.terminationStatus)) }
         return String(decoding: data, as: UTF8.self)
     }
+
+    /// A pod restarted between the runs (a rollout) has a new namespace and a new
+    /// host-side veth: its hops are matched by the workload all the same (issue 11).
+    func testRestartedPodIsComparedAsTheSamePod() {
+        let flow = FlowKey(source: IPAddress(bytes: [10, 0, 0, 1]), destination: IPAddress(bytes: [10, 0, 0, 2]),
+                           sourcePort: 1, destinationPort: 2, proto: 17, family: 4)
+        let web = Workload(pod: Workload.Pod(namespace: "default", name: "web", uid: "u"))
+        func run(podNetns: UInt32, hostVeth: UInt32, backlog: UInt32) -> Comparison.Run {
+            var names = NameTable()
+            names.netns = [1: "host", podNetns: "default/web"]
+            let pod = Endpoint(netns: podNetns, ifindex: 2), host = Endpoint(netns: 1, ifindex: hostVeth)
+            names.devices = [pod: "eth0", host: "veth\(hostVeth)"]
+            names.workloads[podNetns] = web
+            names.peers = [pod: host, host: pod]
+            var w = WindowedAggregate(windowNs: 1_000_000_000, startNs: 0)
+            var rng = SplitMix(state: UInt64(hostVeth))
+            for i in 0..<20_000 {
+                let jitter = UInt32(rng.next() % 2000)
+                w.add(HopRecord(timestampNs: UInt64(i) * 1_000_000, qdiscNs: 1, backlogNs: backlog + jitter, from: pod, to: host,
+                                flow: flow))
+            }
+            return Comparison.Run(windows: w, names: names, host: "node")
+        }
+        let c = Comparison(before: run(podNetns: 100, hostVeth: 5, backlog: 10_000),
+                           after: run(podNetns: 200, hostVeth: 7, backlog: 30_000))
+        let total = c.entries.filter { $0.segment == "total" }
+        XCTAssertEqual(total.map(\.hop), ["default/web/eth0 -> host/veth→default/web"], c.text())
+        XCTAssertEqual(total.first?.verdict, .slower, c.text())
+        XCTAssertTrue(c.notes.isEmpty, "\(c.notes)")
+    }
 }
