@@ -106,6 +106,18 @@ final class WorkloadLabTests: XCTestCase {
         XCTAssertEqual((webRow["container"] as? [String: Any])?["name"] as? String, "nginx")
         XCTAssertEqual((webRow["container"] as? [String: Any])?["runtime"] as? String, "containerd")
 
+        // --host-root: the same node seen through another root (an agent's /host): its
+        // /proc and /run are the node's, its pod directories say other names
+        let hostRoot = NSTemporaryDirectory() + "hoptrace-host-root-\(tag)"
+        defer { try? fm.removeItem(atPath: hostRoot) }
+        try fm.createDirectory(atPath: hostRoot + "/var/log/pods/staging_web-\(tag)_\(uidA)/nginx", withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: hostRoot + "/proc", withDestinationPath: "/proc")
+        try fm.createSymbolicLink(atPath: hostRoot + "/run", withDestinationPath: "/run")
+        let rooted = try runHoptrace(["list", "--host-root", hostRoot])
+        XCTAssertEqual(rooted.status, 0, rooted.stderr)
+        XCTAssertTrue(rooted.stdout.contains("staging/web-\(tag)"), rooted.stdout)
+        XCTAssertFalse(rooted.stdout.contains("default/web-\(tag)"), rooted.stdout)
+
         // trace --pod: the pod's veths, and every hop end says which pod it is
         let c0 = lab.containers[0], c1 = lab.containers[1]
         let path = NSTemporaryDirectory() + "hoptrace-pods-\(tag).hoptrace"
