@@ -90,7 +90,7 @@ struct Record: ParsableCommand {
         }
         let usr1 = SignalFlag(SIGUSR1)
         let report = try runTrace(devices: devices, names: names, options: options, tracer: tracer,
-                                  interruption: interruption, recording: target) { session in
+                                  interruption: interruption, recording: target, hostRoot: selection.hostRoot) { session in
             session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: window.ns,
                         wait: interruption.wait, stopRequested: { interruption.received != 0 },
                         incidentRequested: { usr1.take() ? "SIGUSR1" : nil }) { event in

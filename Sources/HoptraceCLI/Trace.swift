@@ -30,7 +30,8 @@ struct Trace: ParsableCommand {
         try requireRoot()
         let chosen = try selection.resolve()
         let report = try runTrace(devices: chosen.devices, names: chosen.names, options: options,
-                                  tracer: options.tracerOptions(allVeth: chosen.everyVeth), interruption: interruption) { session in
+                                  tracer: options.tracerOptions(allVeth: chosen.everyVeth), interruption: interruption,
+                                  hostRoot: selection.hostRoot) { session in
             session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: 1_000_000_000,
                         wait: interruption.wait, stopRequested: { interruption.received != 0 })
         }
@@ -42,12 +43,12 @@ struct Trace: ParsableCommand {
 /// and returns the report. A signal during set-up exits cleanly; one later still
 /// reports. Errors are thrown as one line.
 func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions, tracer: TracerOptions,
-              interruption: Interruption, recording: RecordingTarget? = nil,
+              interruption: Interruption, recording: RecordingTarget? = nil, hostRoot: String = "/",
               body: (TraceSession) throws -> Void) throws -> Report {
     let session: TraceSession
     do {
         session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: options.maxFlows,
-                                   topFlows: options.top, recording: recording)
+                                   topFlows: options.top, recording: recording, hostRoot: hostRoot)
     } catch {
         throw CLIError(error.description)
     }

@@ -60,15 +60,22 @@ public struct RecordedTrace: Sendable {
     /// The same report a live trace prints, from the file; drops named as on the
     /// recording machine (`RecordingMetadata.reasons`).
     public func report(topFlows: Int = 10, dropReasons: DropReasons? = nil) -> Report {
-        Report(aggregate: aggregate, names: contents.metadata.names, durationSeconds: durationSeconds, counters: counters,
+        Report(aggregate: aggregate, names: names, durationSeconds: durationSeconds, counters: counters,
                sampling: contents.metadata.sampling, tracerCost: nil, topFlows: topFlows,
                softirq: contents.end?.softirq ?? .disabled, dropReasons: dropReasons ?? contents.metadata.reasons())
     }
 
-    public var timeline: Timeline { Timeline(windows, names: contents.metadata.names, statuses: contents.statuses) }
+    public var timeline: Timeline { Timeline(windows, names: names, statuses: contents.statuses) }
+
+    /// The names the recording knew: its metadata's, and those learnt while it ran.
+    public var names: NameTable {
+        var n = contents.metadata.names
+        if let later = contents.end?.names { n.merge(later) }
+        return n
+    }
 
     public var comparisonRun: Comparison.Run {
-        Comparison.Run(windows: windows, names: contents.metadata.names, host: contents.metadata.host)
+        Comparison.Run(windows: windows, names: names, host: contents.metadata.host)
     }
 }
 

@@ -7,14 +7,18 @@ public struct RecordingEnd: Codable, Sendable {
     public var status: RecordingStatus
     public var durationSeconds: Double
     public var softirq: SoftirqReport
+    /// Names learnt during the recording (namespaces and devices that appeared after
+    /// it started); the metadata's names come first. Absent in older recordings.
+    public var names: NameTable?
 
-    public init(status: RecordingStatus, durationSeconds: Double, softirq: SoftirqReport) {
+    public init(status: RecordingStatus, durationSeconds: Double, softirq: SoftirqReport, names: NameTable? = nil) {
         self.status = status
         self.durationSeconds = durationSeconds
         self.softirq = softirq
+        self.names = names
     }
 
-    enum CodingKeys: String, CodingKey { case status, durationSeconds = "duration_seconds", softirq }
+    enum CodingKeys: String, CodingKey { case status, durationSeconds = "duration_seconds", softirq, names }
 }
 
 /// Writes a recording. Chunks go out whole in one write each, at most a window (or

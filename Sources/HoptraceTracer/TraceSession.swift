@@ -66,9 +66,13 @@ public final class TraceSession: @unchecked Sendable {
     private var transmitAttached: Bool
     private var queuesCheckedAt = Date()
 
+    /// Where the host's /proc etc. are, to name namespaces that appear during the trace.
+    private let hostRoot: String
+
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
                 flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0,
-                recording: RecordingTarget? = nil) throws(TracerError) {
+                recording: RecordingTarget? = nil, hostRoot: String = "/") throws(TracerError) {
+        self.hostRoot = hostRoot
         self.topFlows = topFlows
         self.recording = recording
         sink = recording?.sink
@@ -177,6 +181,15 @@ public final class TraceSession: @unchecked Sendable {
     /// Records seen so far (up to `keepRecords`).
     public var records: [HopRecord] { lock.withLock { kept } }
 
+    /// Names namespaces and devices the records reach that were not on the node when
+    /// the trace started (a pod made since): the node is read again, once, when a
+    /// hop names an unknown namespace. Names known already stay as they were.
+    public func refreshNamesIfUnknown() {
+        let hops = lock.withLock { aggregate.hops.keys }
+        guard hops.contains(where: { names.netns[$0.from.netns] == nil || names.netns[$0.to.netns] == nil }) else { return }
+        names.merge(Discovery.topology(root: hostRoot).names)
+    }
+
     /// A report of what has been seen so far, without stopping.
     public func snapshot() -> Report { makeReport() }
 
@@ -188,12 +201,13 @@ public final class TraceSession: @unchecked Sendable {
         if let e = drain?.error { tracer.close(); throw e }
         drainCPUNs = drain?.cpuNs
         drain = nil
+        refreshNamesIfUnknown()
         let report = makeReport()
         tracer.close()
         if let e = lock.withLock({ decodeError }) { throw e }
         if let recording {
             let end = RecordingEnd(status: RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters, softirqRunNs: []),
-                                   durationSeconds: report.durationSeconds, softirq: report.softirq)
+                                   durationSeconds: report.durationSeconds, softirq: report.softirq, names: names)
             try recording.writer.finish(end)
         }
         return report

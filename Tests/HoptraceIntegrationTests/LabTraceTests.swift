@@ -237,6 +237,42 @@ final class LabTraceTests: XCTestCase {
         XCTAssertNil(report.hop(a.netns + "/eth0", lab.hub + "/v0")?.segments["qdisc"], report.text())
     }
 
+    /// A namespace made after the trace started (a pod scheduled meanwhile) that a
+    /// hop reaches is named in the report: the node is read again when a hop names
+    /// an unknown namespace (issue 11).
+    func testNamespaceMadeDuringTheTraceIsNamed() throws {
+        let lab = try Lab(containers: 1)
+        let late = "\(Lab.prefix)\(getpid())-late"
+        defer {
+            _ = try? Command.run(["ip", "netns", "del", late])
+            lab.teardown()
+        }
+        let a = lab.containers[0]
+        let session = try TraceSession(devices: lab.devices, names: Discovery.topology().names)
+        session.start()
+        var report: Report?
+        do {
+            try Command.run(["ip", "netns", "add", late])
+            try Command.run(["ip", "-n", lab.hub, "link", "add", "vlate", "type", "veth", "peer", "name", "eth0", "netns", late])
+            try Command.run(["ip", "-n", lab.hub, "link", "set", "vlate", "master", "br0", "up"])
+            let address = a.address.split(separator: ".").dropLast().joined(separator: ".") + ".77"
+            try Command.run(["ip", "-n", late, "addr", "add", address + "/24", "dev", "eth0"])
+            try Command.run(["ip", "-n", late, "link", "set", "eth0", "up"])
+            try Command.run(["ip", "-n", late, "link", "set", "lo", "up"])
+            usleep(200_000)
+            let udp = try Traffic.udp(client: a.netnsPath, server: "/run/netns/\(late)", serverAddress: address, port: 9320,
+                                      count: 50, intervalUs: 200)
+            XCTAssertEqual(udp.received, 50)
+        } catch {
+            _ = try? session.stop()
+            throw error
+        }
+        report = try session.stop()
+        let text = report?.text() ?? ""
+        XCTAssertNotNil(report?.hop(lab.hub + "/vlate", late + "/eth0"), text)
+        XCTAssertFalse(text.contains("netns:"), text)
+    }
+
     /// A device whose peer is not traced is hooked at ingress too: packets from the
     /// untraced side are picked up on arrival and followed through forward and the
     /// next hop.
