@@ -59,6 +59,12 @@ public struct NameTable: Codable, Sendable, Equatable {
     /// Each veth's peer (both ends), so a host-side veth can be named by the workload
     /// at its other end: its own name changes when the pod is made again.
     public var peers: [Endpoint: Endpoint] = [:]
+    /// The namespace each address of the node is in (addresses found in one
+    /// namespace only; not loopback, not link-local): a flow's ends by workload.
+    public var addresses: [IPAddress: UInt32] = [:]
+
+    /// The workload whose namespace holds `address`, if known.
+    public func workload(of address: IPAddress) -> Workload? { addresses[address].flatMap { workloads[$0] } }
 
     public init() {}
 
@@ -71,6 +77,7 @@ public struct NameTable: Codable, Sendable, Equatable {
         devices.merge(o.devices) { a, _ in a }
         workloads.merge(o.workloads) { a, _ in a }
         peers.merge(o.peers) { a, _ in a }
+        addresses.merge(o.addresses) { a, _ in a }
     }
 
     /// `label(e)`, but a device outside any workload whose veth peer is in one is
@@ -83,7 +90,7 @@ public struct NameTable: Codable, Sendable, Equatable {
         return label(e)
     }
 
-    enum CodingKeys: String, CodingKey { case netns, devices, workloads, peers }
+    enum CodingKeys: String, CodingKey { case netns, devices, workloads, peers, addresses }
 
     /// Recordings made before workloads and peers were stored decode with none.
     public init(from decoder: any Decoder) throws {
@@ -92,5 +99,6 @@ public struct NameTable: Codable, Sendable, Equatable {
         devices = try c.decode([Endpoint: String].self, forKey: .devices)
         workloads = try c.decodeIfPresent([UInt32: Workload].self, forKey: .workloads) ?? [:]
         peers = try c.decodeIfPresent([Endpoint: Endpoint].self, forKey: .peers) ?? [:]
+        addresses = try c.decodeIfPresent([IPAddress: UInt32].self, forKey: .addresses) ?? [:]
     }
 }

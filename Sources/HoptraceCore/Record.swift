@@ -41,7 +41,7 @@ public struct Endpoint: Hashable, Comparable, Codable, Sendable {
 }
 
 /// An IPv4 or IPv6 address as the kernel's 16 bytes (IPv4 in the first four).
-public struct IPAddress: Hashable, Sendable {
+public struct IPAddress: Hashable, Codable, Sendable {
     public var high: UInt64
     public var low: UInt64
 

@@ -139,10 +139,17 @@ public struct Report: Codable, Sendable {
         public var bytes: UInt64
         public var dropped: UInt64
         public var hop: LatencySummary
+        /// The workloads at the flow's ends, where their addresses are known.
+        public var sourcePod: Workload.Pod?
+        public var sourceContainer: Workload.Container?
+        public var destinationPod: Workload.Pod?
+        public var destinationContainer: Workload.Container?
 
         enum CodingKeys: String, CodingKey {
             case flow, proto, source, destination, sourcePort = "source_port"
             case destinationPort = "destination_port", packets, bytes, dropped, hop
+            case sourcePod = "source_pod", sourceContainer = "source_container"
+            case destinationPod = "destination_pod", destinationContainer = "destination_container"
         }
 
         /// Hops measured before a flow's p99 means something: fewer and it is its
@@ -238,10 +245,12 @@ public struct Report: Codable, Sendable {
         var flows: [FlowReport] = []
         for (i, k) in a.flows.keys.enumerated() where a.flows.stats[i].hopRecords + a.flows.stats[i].dropped > 0 {
             let s = a.flows.stats[i]
+            let from = names.workload(of: k.source), to = names.workload(of: k.destination)
             flows.append(FlowReport(flow: k.description, proto: k.protoName, source: k.source.formatted(family: k.family),
                                     destination: k.destination.formatted(family: k.family), sourcePort: k.sourcePort,
                                     destinationPort: k.destinationPort, packets: s.packets, bytes: s.bytes,
-                                    dropped: s.dropped, hop: LatencySummary(s.hopTotal)))
+                                    dropped: s.dropped, hop: LatencySummary(s.hopTotal), sourcePod: from?.pod,
+                                    sourceContainer: from?.container, destinationPod: to?.pod, destinationContainer: to?.container))
         }
         flows.sort(by: FlowReport.ranked)
         self.durationSeconds = durationSeconds

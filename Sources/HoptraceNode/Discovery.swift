@@ -11,10 +11,19 @@ public enum Discovery {
     /// (not root) is listed without devices.
     public static func topology(root: String = "/") -> NodeTopology {
         let here = NamespaceScanner.inode(ofNetnsFile: "/proc/thread-self/ns/net")
-        var namespaces: [NetnsInfo] = [], links: [UInt32: [LinkMessage]] = [:]
+        var namespaces: [NetnsInfo] = [], links: [UInt32: [LinkMessage]] = [:], seen: [IPAddress: UInt32?] = [:]
         for ns in NamespaceScanner(root: root).scan() {
             do throws(NetlinkError) {
-                links[ns.inode] = try routeSocket(in: ns, here: here).links()
+                let socket = try routeSocket(in: ns, here: here)
+                links[ns.inode] = try socket.links()
+                for a in (try? socket.addresses()) ?? [] where !a.isLoopbackOrLinkLocal {
+                    // an address in two namespaces (isolated labs alike) names neither
+                    switch seen[a.address] {
+                    case nil: seen[a.address] = ns.inode
+                    case let owner?? where owner != ns.inode: seen[a.address] = .some(nil)
+                    default: break
+                    }
+                }
             } catch where [ENOENT, ESRCH].contains(error.code) {
                 continue // its process exited, or its name was deleted
             } catch {
@@ -23,7 +32,9 @@ public enum Discovery {
             namespaces.append(ns)
         }
         var nsids = NetnsIDs(here: here)
-        return NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+        var topology = NodeTopology(namespaces: namespaces, links: links) { nsids.id(of: $0, seenFrom: $1) }
+        topology.addresses = seen.compactMapValues { $0 }
+        return topology
     }
 
     /// Why `root` cannot be a host root (no proc/ in it), or nil.

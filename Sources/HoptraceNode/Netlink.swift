@@ -1,4 +1,5 @@
 import Glibc
+import HoptraceCore
 
 /// The rtnetlink numbers discovery uses, from linux/netlink.h, linux/rtnetlink.h,
 /// linux/if_link.h and linux/net_namespace.h: Swift's Glibc module imports none of
@@ -12,6 +13,9 @@ enum RTNetlink {
     static let newLink: UInt16 = 16, getLink: UInt16 = 18
     static let newNetnsID: UInt16 = 88, getNetnsID: UInt16 = 90
     static let newQdisc: UInt16 = 36, getQdisc: UInt16 = 38
+    static let newAddress: UInt16 = 20, getAddress: UInt16 = 22
+    /// Size of struct ifaddrmsg; IFA_ADDRESS, IFA_LOCAL.
+    static let ifaddrSize = 8, ifaAddress: UInt16 = 1, ifaLocal: UInt16 = 2
     /// Size of struct tcmsg; TC_H_ROOT, the parent of a device's root qdisc; TCA_KIND.
     static let tcmsgSize = 20, rootHandle: UInt32 = 0xFFFF_FFFF, tcaKind: UInt16 = 1
 
@@ -232,6 +236,46 @@ public struct QdiscMessage: Hashable, Sendable {
     }
 }
 
+/// An address of a device (RTM_NEWADDR): IPv4 in the first 4 bytes, as flow keys hold it.
+public struct AddressMessage: Hashable, Sendable {
+    public var ifindex: UInt32
+    public var family: UInt8
+    public var address: IPAddress
+
+    /// Parses the payload of an RTM_NEWADDR message (struct ifaddrmsg, then
+    /// attributes): IFA_LOCAL where present (the device's own address on
+    /// point-to-point links), else IFA_ADDRESS.
+    init?(payload: UnsafeRawBufferPointer) {
+        guard payload.count >= RTNetlink.ifaddrSize else { return nil }
+        let family = payload[0]
+        guard family == UInt8(AF_INET) || family == UInt8(AF_INET6) else { return nil }
+        ifindex = payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+        self.family = family == UInt8(AF_INET) ? 4 : 6
+        var local: [UInt8]?, address: [UInt8]?
+        for (type, value) in NetlinkAttributes(UnsafeRawBufferPointer(rebasing: payload[RTNetlink.ifaddrSize...]))
+        where value.count == (family == UInt8(AF_INET) ? 4 : 16) {
+            if type == RTNetlink.ifaLocal { local = Array(value) }
+            if type == RTNetlink.ifaAddress { address = Array(value) }
+        }
+        guard let bytes = local ?? address else { return nil }
+        self.address = IPAddress(bytes: bytes)
+    }
+}
+
+extension AddressMessage {
+    /// 127.0.0.0/8, ::1 and fe80::/10: not where a flow's ends are told apart.
+    var isLoopbackOrLinkLocal: Bool {
+        if family == 4 { return address.high >> 56 == 127 }
+        return (address.high == 0 && address.low == 1) || address.high >> 54 == 0x3FA
+    }
+}
+
+extension Dump<AddressMessage> {
+    init(sequence: UInt32) {
+        self.init(sequence: sequence, itemType: RTNetlink.newAddress, operation: "RTM_GETADDR dump") { AddressMessage(payload: $0) }
+    }
+}
+
 extension Dump<QdiscMessage> {
     init(sequence: UInt32) {
         self.init(sequence: sequence, itemType: RTNetlink.newQdisc, operation: "RTM_GETQDISC dump") { QdiscMessage(payload: $0) }
@@ -307,6 +351,15 @@ extension NetlinkWriter {
         w.message(type: RTNetlink.getLink, flags: RTNetlink.request | RTNetlink.dump, sequence: sequence) { m in
             m.zeros(RTNetlink.ifinfoSize) // struct ifinfomsg: any family, any device
             m.attribute(RTNetlink.extMask, RTNetlink.skipStats)
+        }
+        return w.bytes
+    }
+
+    /// An RTM_GETADDR request for every address of the namespace.
+    static func addressDumpRequest(sequence: UInt32) -> [UInt8] {
+        var w = NetlinkWriter()
+        w.message(type: RTNetlink.getAddress, flags: RTNetlink.request | RTNetlink.dump, sequence: sequence) { m in
+            m.zeros(RTNetlink.ifaddrSize) // struct ifaddrmsg: any family, any device
         }
         return w.bytes
     }

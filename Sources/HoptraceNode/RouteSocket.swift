@@ -40,6 +40,11 @@ final class RouteSocket {
         try dump(NetlinkWriter.linkDumpRequest) { LinkDump(sequence: $0) }
     }
 
+    /// Every address of the namespace's devices (an RTM_GETADDR dump).
+    func addresses() throws(NetlinkError) -> [AddressMessage] {
+        try dump(NetlinkWriter.addressDumpRequest) { Dump<AddressMessage>(sequence: $0) }
+    }
+
     /// The root qdisc of every device of the namespace (an RTM_GETQDISC dump).
     func rootQdiscs() throws(NetlinkError) -> [QdiscMessage] {
         try dump(NetlinkWriter.qdiscDumpRequest) { Dump<QdiscMessage>(sequence: $0) }

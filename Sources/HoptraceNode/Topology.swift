@@ -16,6 +16,8 @@ public struct DeviceInfo: Hashable, Codable, Sendable {
 public struct NodeTopology: Sendable {
     public var namespaces: [NetnsInfo]
     public var devices: [DeviceInfo]
+    /// Addresses by the namespace they are in (those in exactly one).
+    public var addresses: [IPAddress: UInt32] = [:]
 
     public init(namespaces: [NetnsInfo], devices: [DeviceInfo]) {
         self.namespaces = namespaces
@@ -76,6 +78,7 @@ public struct NodeTopology: Sendable {
             t.netns[ns.inode] = ns.name
             if let w = ns.workload { t.workloads[ns.inode] = w }
         }
+        t.addresses = addresses
         for d in devices {
             t.devices[d.endpoint] = d.name
             if let p = d.peer { t.peers[d.endpoint] = p }

@@ -135,7 +135,14 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual((from["pod"] as? [String: Any])?["name"] as? String, "cart-0")
         XCTAssertEqual((from["container"] as? [String: Any])?["runtime"] as? String, "cri-o")
         XCTAssertNil(to["pod"], "unknown workloads are left out")
-        let decoded = try JSONDecoder().decode(NameTable.self, from: JSONEncoder().encode(names))
-        XCTAssertEqual(decoded, names)
+        // a flow's ends by the namespaces their addresses are in
+        var withAddresses = names
+        withAddresses.addresses[FlowTableTests.flow(1).source] = 1
+        let flows = Report(aggregate: a, names: withAddresses, durationSeconds: 1, counters: TracerCounters(),
+                           sampling: Sampling()).flows
+        XCTAssertEqual(flows.first?.sourcePod, pod)
+        XCTAssertNil(flows.first?.destinationPod)
+        let decoded = try JSONDecoder().decode(NameTable.self, from: JSONEncoder().encode(withAddresses))
+        XCTAssertEqual(decoded, withAddresses)
     }
 }

@@ -137,6 +137,11 @@ final class WorkloadLabTests: XCTestCase {
         XCTAssertEqual((fromWeb?["from"] as? [String: Any])?["netns_name"] as? String, "default/web-\(tag)")
         XCTAssertTrue(hops.contains { (($0["to"] as? [String: Any])?["pod"] as? [String: Any])?["uid"] as? String == uidB },
                       "no hop into the cart pod")
+        // flow ends too, by their addresses
+        let flows = try XCTUnwrap(json["flows"] as? [[String: Any]])
+        let udp = try XCTUnwrap(flows.first { $0["destination_port"] as? Int == 9500 }, "\(flows)")
+        XCTAssertEqual((udp["source_pod"] as? [String: Any])?["name"] as? String, "web-\(tag)")
+        XCTAssertEqual((udp["destination_pod"] as? [String: Any])?["name"] as? String, "cart-\(tag)")
         // the recording keeps the names: the pods are gone by the time it is read again
         a.stop()
         b.stop()

@@ -92,6 +92,35 @@ final class NetlinkTests: XCTestCase {
         ])
     }
 
+    /// RTM_GETADDR replies: IFA_LOCAL before IFA_ADDRESS, both families, and the
+    /// addresses that do not tell a flow's ends apart (loopback, link-local).
+    func testAddressDump() throws {
+        var w = NetlinkWriter()
+        func newAddress(family: Int32, ifindex: UInt32, _ attributes: (inout NetlinkWriter) -> Void) {
+            w.message(type: RTNetlink.newAddress, flags: RTNetlink.multi, sequence: 3) { m in
+                m.append(UInt8(family)); m.append(UInt8(24)); m.append(UInt8(0)); m.append(UInt8(0)) // family, prefix, flags, scope
+                m.append(ifindex)
+                attributes(&m)
+            }
+        }
+        newAddress(family: AF_INET, ifindex: 2) { m in
+            m.attribute(RTNetlink.ifaAddress, [10, 0, 0, 99] as [UInt8]) // the peer's, on point-to-point
+            m.attribute(RTNetlink.ifaLocal, [10, 0, 0, 1] as [UInt8])
+        }
+        newAddress(family: AF_INET, ifindex: 1) { $0.attribute(RTNetlink.ifaAddress, [127, 0, 0, 1] as [UInt8]) }
+        newAddress(family: AF_INET6, ifindex: 2) { $0.attribute(RTNetlink.ifaAddress, [0xfe, 0x80] + [UInt8](repeating: 0, count: 13) + [1]) }
+        newAddress(family: AF_INET6, ifindex: 2) { $0.attribute(RTNetlink.ifaAddress, [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [7]) }
+        newAddress(family: AF_INET, ifindex: 3) { $0.attribute(RTNetlink.ifaAddress, [1, 2] as [UInt8]) } // cut short: skipped
+        w.message(type: RTNetlink.done, flags: RTNetlink.multi, sequence: 3) { $0.append(Int32(0)) }
+        var dump = Dump<AddressMessage>(sequence: 3)
+        try w.bytes.withUnsafeBytes { try dump.take($0) }
+        XCTAssertTrue(dump.isComplete)
+        XCTAssertEqual(dump.items.map(\.address), [IPAddress(bytes: [10, 0, 0, 1]), IPAddress(bytes: [127, 0, 0, 1]),
+                                                   IPAddress(bytes: [0xfe, 0x80] + [UInt8](repeating: 0, count: 13) + [1]),
+                                                   IPAddress(bytes: [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [7])])
+        XCTAssertEqual(dump.items.map(\.isLoopbackOrLinkLocal), [false, true, true, false])
+    }
+
     func testErrorsInterruptedDumpsAndMalformedReplies() throws {
         var error = NetlinkWriter()
         error.message(type: RTNetlink.error, flags: 0, sequence: 7) { $0.append(-EPERM); $0.zeros(16) }
