@@ -69,8 +69,10 @@ final class WorkloadLabTests: XCTestCase {
         let fm = FileManager.default
         let logsExisted = fm.fileExists(atPath: "/var/log/pods")
         let v2 = "/sys/fs/cgroup/unified", v1 = "/sys/fs/cgroup/pids"
-        guard fm.fileExists(atPath: v2 + "/cgroup.procs") || fm.fileExists(atPath: v1 + "/cgroup.procs") else {
-            throw XCTSkip("no writable cgroup hierarchy at \(v2) or \(v1)")
+        guard fm.fileExists(atPath: v2 + "/cgroup.procs") && fm.fileExists(atPath: v1 + "/cgroup.procs") else {
+            let why = "no cgroup v2 hierarchy at \(v2) and v1 pids controller at \(v1) to lay pods out in"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(why) } // CI must run it
+            throw XCTSkip(why)
         }
         let lab = try Lab(containers: 2)
         let tag = "\(getpid())"
