@@ -10,6 +10,7 @@ public final class WorkloadResolver: @unchecked Sendable {
     public let root: String
     private lazy var pods: [String: PodDirectory] = Self.podDirectories(root + "var/log/pods")
     private lazy var podmanNames: [String: String] = Self.podmanNames(root)
+    private lazy var nerdctlNames: [String: String] = Self.nerdctlNames(root)
     private var dockerNames: [String: String?] = [:]
 
     public init(root: String = "/") {
@@ -47,7 +48,12 @@ public final class WorkloadResolver: @unchecked Sendable {
             return Workload(pod: pod, container: container)
         }
         if let cid = id.containerID {
-            let name = id.runtime == "docker" ? dockerName(cid) : id.runtime == "podman" ? podmanNames[cid] : nil
+            let name = switch id.runtime {
+            case "docker": dockerName(cid)
+            case "podman", "cri-o": podmanNames[cid] // both keep containers/storage's containers.json
+            case "containerd": nerdctlNames[cid]
+            default: String?.none
+            }
             return Workload(container: Workload.Container(name: name ?? "", id: cid, runtime: id.runtime))
         }
         if let service = id.service { return Workload(service: service) }
@@ -105,7 +111,7 @@ public final class WorkloadResolver: @unchecked Sendable {
     /// Scope names of container runtimes (conmon scopes are the monitor, not the container).
     static let scopeRuntimes: [(String, String)] = [
         ("cri-containerd-", "containerd"), ("crio-conmon-", ""), ("crio-", "cri-o"), ("docker-", "docker"),
-        ("libpod-conmon-", ""), ("libpod-", "podman"),
+        ("libpod-conmon-", ""), ("libpod-", "podman"), ("nerdctl-", "containerd"),
     ]
 
     static func isContainerID<S: StringProtocol>(_ s: S) -> Bool {
@@ -137,6 +143,25 @@ public final class WorkloadResolver: @unchecked Sendable {
             .map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 }
         dockerNames[id] = name
         return name
+    }
+
+    /// containerd's containers outside Kubernetes (made by nerdctl) by id: nerdctl
+    /// keeps a file per name, `/var/lib/nerdctl/<store>/names/<namespace>/<name>`,
+    /// holding the container's id.
+    static func nerdctlNames(_ root: String) -> [String: String] {
+        let fm = FileManager.default, base = root + "var/lib/nerdctl/"
+        var out: [String: String] = [:]
+        for store in (try? fm.contentsOfDirectory(atPath: base)) ?? [] {
+            let names = base + store + "/names/"
+            for namespace in (try? fm.contentsOfDirectory(atPath: names)) ?? [] {
+                for name in (try? fm.contentsOfDirectory(atPath: names + namespace)) ?? [] {
+                    guard let id = try? String(contentsOfFile: names + namespace + "/" + name, encoding: .utf8) else { continue }
+                    let trimmed = id.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if isContainerID(trimmed) { out[trimmed] = name }
+                }
+            }
+        }
+        return out
     }
 
     /// Podman's (and CRI-O's outside Kubernetes: containers/storage) names by id, from

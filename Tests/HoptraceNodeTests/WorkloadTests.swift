@@ -30,6 +30,7 @@ final class WorkloadTests: XCTestCase {
         // Docker and Podman state
         try file("var/lib/docker/containers/\(id("d"))/config.v2.json", #"{"ID":"ddd","Name":"/redis","State":{}}"#)
         try file("var/lib/docker/containers/\(id("e"))/config.v2.json", "{not json")
+        try file("var/lib/nerdctl/1935db59/names/default/cache", id("9"))
         try file("var/lib/containers/storage/overlay-containers/containers.json",
                  #"[{"id":"\#(id("f"))","names":["db"],"image":"x"}]"#)
     }
@@ -78,6 +79,11 @@ final class WorkloadTests: XCTestCase {
         XCTAssertEqual(r.workload(cgroup: "9:memory:/docker/\(id("d"))\n1:name=systemd:/docker/\(id("d"))")?.label, "redis")
         XCTAssertEqual(r.workload(cgroup: "0::/machine.slice/libpod-\(id("f")).scope")?.container,
                        Workload.Container(name: "db", id: id("f"), runtime: "podman"))
+        // CRI-O outside Kubernetes keeps the same containers/storage
+        XCTAssertEqual(r.workload(cgroup: "0::/system.slice/crio-\(id("f")).scope")?.label, "db")
+        // containerd outside Kubernetes (nerdctl)
+        XCTAssertEqual(r.workload(cgroup: "0::/system.slice/nerdctl-\(id("9")).scope")?.container,
+                       Workload.Container(name: "cache", id: id("9"), runtime: "containerd"))
         XCTAssertEqual(r.workload(cgroup: "0::/system.slice/nginx.service")?.service, "nginx.service")
         XCTAssertEqual(r.workload(cgroup: "0::/system.slice/nginx.service")?.label, "nginx.service")
         XCTAssertNil(r.workload(cgroup: "0::/user.slice/user-0.slice/session-1.scope"))
