@@ -23,7 +23,7 @@ struct ReportCommand: ParsableCommand {
     var file: String
 
     @Option(help: "Flows listed, slowest p99 first.")
-    var top: Int = 10
+    var top: Int = Report.defaultTopFlows
 
     @Flag(help: "Print JSON: the live report's schema plus 'recording' and 'timeline'.")
     var json = false

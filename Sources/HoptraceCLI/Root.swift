@@ -95,10 +95,10 @@ struct TraceOptions: ParsableArguments {
     var minLatency = DurationArgument(ns: TracerOptions().minLatencyNs)
 
     @Option(help: "Flows listed in the report's text, slowest p99 first (--json lists all).")
-    var top: Int = 10
+    var top: Int = Report.defaultTopFlows
 
     @Option(help: "Flows kept apart before the idlest are folded into one aggregate (bounds memory).")
-    var maxFlows: Int = 10_000
+    var maxFlows: Int = FlowTable.defaultCapacity
 
     @Option(help: "Packets followed at once (the kernel's per-packet table, rounded up to a power of two; 144 bytes each).")
     var maxPackets: UInt32 = TracerOptions().maxPackets

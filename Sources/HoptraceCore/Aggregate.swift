@@ -163,7 +163,10 @@ public struct FlowTable: Sendable {
     public private(set) var folded = FlowStats()
     public private(set) var foldedFlows: UInt64 = 0
 
-    public init(capacity: Int = 10_000) {
+    /// Flows kept apart by default (`--max-flows`): the one home of that default.
+    public static let defaultCapacity = 10_000
+
+    public init(capacity: Int = FlowTable.defaultCapacity) {
         precondition(capacity >= 8, "flow table capacity must be at least 8")
         self.capacity = capacity
         index.reserveCapacity(capacity)
@@ -320,7 +323,7 @@ public struct TraceAggregate: Sendable {
     /// Numbers the flows and hops of raw batches from the kernel.
     private var kernelNumbering = RecordNumbering()
 
-    public init(flowCapacity: Int = 10_000) {
+    public init(flowCapacity: Int = FlowTable.defaultCapacity) {
         flows = FlowTable(capacity: flowCapacity)
     }
 

@@ -198,8 +198,10 @@ public struct Report: Codable, Sendable {
     public var foldedFlows: UInt64
     /// Their figures together (absent when none were folded).
     public var folded: FoldedFlows?
+    /// Flows the text lists by default (`--top`): the one home of that default.
+    public static let defaultTopFlows = 10
     /// Flows the text lists (--top); machine-readable output has them all.
-    public var topFlows = 10
+    public var topFlows = Report.defaultTopFlows
     public var lostEvents: UInt64
     public var sampling: Sampling
     public var counters: TracerCounters
@@ -214,7 +216,7 @@ public struct Report: Codable, Sendable {
     /// Builds the report. Hops are ordered by source then destination names, for a
     /// stable output. `topFlows` only shapes the text; every flow kept is in `flows`.
     public init(aggregate a: TraceAggregate, names: NameTable, durationSeconds: Double, counters: TracerCounters,
-                sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = 10,
+                sampling: Sampling, tracerCost: TracerCost? = nil, topFlows: Int = Report.defaultTopFlows,
                 softirq: SoftirqReport = .disabled, dropReasons: DropReasons = DropReasons()) {
         func endpoint(_ e: Endpoint) -> EndpointReport {
             EndpointReport(netns: e.netns, netnsName: names.netnsName(e.netns), device: names.deviceName(e), ifindex: e.ifindex,

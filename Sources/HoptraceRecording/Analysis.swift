@@ -12,7 +12,7 @@ public struct RecordedTrace: Sendable {
     /// others each add whole chunks to their own aggregate and windows, merged at the
     /// end (the order records are added in changes nothing but which flows are folded
     /// past `flowCapacity`).
-    public init(path: String, flowCapacity: Int = 10_000,
+    public init(path: String, flowCapacity: Int = FlowTable.defaultCapacity,
                 threads: Int = min(4, ProcessInfo.processInfo.activeProcessorCount)) throws(RecordingError) {
         let queue = ChunkQueue(depth: 2 * max(1, threads))
         var workers: [Thread] = []
@@ -59,7 +59,7 @@ public struct RecordedTrace: Sendable {
 
     /// The same report a live trace prints, from the file; drops named as on the
     /// recording machine (`RecordingMetadata.reasons`).
-    public func report(topFlows: Int = 10, dropReasons: DropReasons? = nil) -> Report {
+    public func report(topFlows: Int = Report.defaultTopFlows, dropReasons: DropReasons? = nil) -> Report {
         Report(aggregate: aggregate, names: names, durationSeconds: durationSeconds, counters: counters,
                sampling: contents.metadata.sampling, tracerCost: nil, topFlows: topFlows,
                softirq: contents.end?.softirq ?? .disabled, dropReasons: dropReasons ?? contents.metadata.reasons())

@@ -70,21 +70,22 @@ public final class TraceSession: @unchecked Sendable {
     private let hostRoot: String
 
     public init(devices: [DeviceSelection], options: TracerOptions = TracerOptions(), names: NameTable = NameTable(),
-                flowCapacity: Int = 10_000, topFlows: Int = 10, keepRecords: Int = 0,
+                flowCapacity: Int = FlowTable.defaultCapacity, topFlows: Int = Report.defaultTopFlows, keepRecords: Int = 0,
                 recording: RecordingTarget? = nil, hostRoot: String = "/") throws(TracerError) {
         self.hostRoot = hostRoot
         self.topFlows = topFlows
         self.recording = recording
         sink = recording?.sink
         self.devices = devices
+        // the hook that ends the qdisc segment only while a traced device has a queue
+        var options = options
+        if options.transmitHook && Discovery.devicesWithQueue(devices).isEmpty { options.transmitHook = false }
         self.options = options
         self.names = names
         self.keepRecords = keepRecords
         aggregate = TraceAggregate(flowCapacity: flowCapacity)
         // clsact filters survive a killed hoptrace; remove ours before attaching anew
         for d in devices { _ = Tracer.sweepClsact(device: d.ifname, netnsPath: d.netnsPath) }
-        var options = options
-        if options.transmitHook && Discovery.devicesWithQueue(devices).isEmpty { options.transmitHook = false }
         transmitAttached = options.transmitHook
         tracer = try Tracer(options: options)
         do {
