@@ -164,8 +164,14 @@ struct ExportCommand: ParsableCommand {
         var writer: Export.Writer?
         let contents: RecordingContents
         do {
+            // names learnt during the recording (pods made while it ran) are in its
+            // end; read it first, so every record is written with them
+            let learnt = try RecordingReader.read(path: file) { _ in }.end?.names
             contents = try RecordingReader.read(path: file) { r in writer?.add(r) } metadataHook: { m in
-                writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, reasons: m.reasons())
+                var names = m.names
+                if let learnt { names.merge(learnt) }
+                writer = Export.Writer(format: Export.Format(rawValue: format)!, to: handle, metadata: m, names: names,
+                                       reasons: m.reasons())
             }
         } catch {
             throw CLIError("\(file): \(error)")

@@ -43,14 +43,16 @@ public final class Lab: @unchecked Sendable {
 
     /// Builds the lab. On any failure what was made is removed before the error is
     /// thrown. A `persistent` lab is left up when this object goes and is not swept
-    /// as an orphan later.
-    public init(containers count: Int = 2, topology: Topology = .bridge, persistent: Bool = false) throws {
+    /// as an orphan later. `hub` names the hub namespace as an earlier lab's that is
+    /// gone: the same "host" for pods made again (a rollout, for comparing runs).
+    public init(containers count: Int = 2, topology: Topology = .bridge, persistent: Bool = false, hub: String? = nil) throws {
         precondition((1...50).contains(count), "a lab has 1 to 50 containers")
         let n = Self.counterLock.withLock { Self.counter += 1; return Self.counter }
         id = "\(persistent ? Self.keptPrefix : Self.prefix)\(getpid())-\(n)"
         removeOnDeinit = !persistent
         self.topology = topology
-        hub = "\(id)-hub"
+        let hub = hub ?? "\(id)-hub"
+        self.hub = hub
         // a /24 per lab from the pid, so concurrent labs never share addresses
         let subnet = Int(getpid() % 200) + 20
         do {

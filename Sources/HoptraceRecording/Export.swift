@@ -20,11 +20,14 @@ public enum Export {
         // hdrlog: per window, per hop label, HdrHistogram-layout histograms
         var windows: [Int: [String: Histogram]] = [:]
 
-        public init(format: Format, to out: FileHandle, metadata: RecordingMetadata, reasons: DropReasons = DropReasons()) {
+        /// `names`: the recording's names, its metadata's and those its end learnt
+        /// (namespaces made during the recording); the metadata's when not given.
+        public init(format: Format, to out: FileHandle, metadata: RecordingMetadata, names: NameTable? = nil,
+                    reasons: DropReasons = DropReasons()) {
             self.format = format
             self.out = out
             self.metadata = metadata
-            self.names = metadata.names
+            self.names = names ?? metadata.names
             self.reasons = reasons
             switch format {
             case .csv:

@@ -65,6 +65,8 @@ public final class TraceSession: @unchecked Sendable {
     /// queue, attached (from the drain thread) once one has.
     private var transmitAttached: Bool
     private var queuesCheckedAt = Date()
+    /// Hop ends the node was read again for (`refreshNamesIfUnknown`).
+    private var namesLookedFor = Set<Endpoint>()
 
     /// Where the host's /proc etc. are, to name namespaces that appear during the trace.
     private let hostRoot: String
@@ -149,6 +151,7 @@ public final class TraceSession: @unchecked Sendable {
                 continue
             }
             nextWindow = nextWindow.addingTimeInterval(window)
+            refreshNamesIfUnknown()
             guard let recording else { continue }
             let status = RecordingStatus(monotonicNs: monotonicNs(), counters: counters(), softirqRunNs: softirqRunNs())
             let why = incidentRequested()
@@ -183,12 +186,25 @@ public final class TraceSession: @unchecked Sendable {
     public var records: [HopRecord] { lock.withLock { kept } }
 
     /// Names namespaces and devices the records reach that were not on the node when
-    /// the trace started (a pod made since): the node is read again, once, when a
-    /// hop names an unknown namespace. Names known already stay as they were.
-    public func refreshNamesIfUnknown() {
+    /// the trace started (a pod made since, a veth added): the node is read again when
+    /// a hop names a device or namespace not yet looked for. Each unknown end causes
+    /// one read, so one that cannot be named (gone already) is not read for every
+    /// window. Names known already stay as they were. Called at every window and at
+    /// the end; returns whether the node was read.
+    @discardableResult
+    public func refreshNamesIfUnknown() -> Bool {
         let hops = lock.withLock { aggregate.hops.keys }
-        guard hops.contains(where: { names.netns[$0.from.netns] == nil || names.netns[$0.to.netns] == nil }) else { return }
-        names.merge(Discovery.topology(root: hostRoot).names)
+        var unknown = Set<Endpoint>()
+        for h in hops {
+            for e in [h.from, h.to] where (names.netns[e.netns] == nil || names.devices[e] == nil) && !namesLookedFor.contains(e) {
+                unknown.insert(e)
+            }
+        }
+        guard !unknown.isEmpty else { return false }
+        namesLookedFor.formUnion(unknown)
+        let found = Discovery.topology(root: hostRoot).names
+        lock.withLock { names.merge(found) }
+        return true
     }
 
     /// A report of what has been seen so far, without stopping.

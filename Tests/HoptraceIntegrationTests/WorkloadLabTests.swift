@@ -76,14 +76,20 @@ final class WorkloadLabTests: XCTestCase {
         }
         let lab = try Lab(containers: 2)
         let tag = "\(getpid())"
-        let uidA = "6f2c1a4e-8b3d-4c2a-9e1f-\(String(format: "%012x", getpid()))"
-        let uidB = "0d1e2f3a-4b5c-4d6e-8f70-\(String(format: "%012x", getpid() + 1))"
-        let idA = String(repeating: "a", count: 56) + String(format: "%08x", getpid())
-        let idB = String(repeating: "b", count: 56) + String(format: "%08x", getpid())
-        // pod a: systemd driver, cgroup v2; pod b: cgroupfs driver, cgroup v1
-        let a = FakePod(namespace: "default", name: "web-\(tag)", uid: uidA,
-                        cgroup: v2 + "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod\(uidA.replacingOccurrences(of: "-", with: "_")).slice/cri-containerd-\(idA).scope")
-        let b = FakePod(namespace: "shop", name: "cart-\(tag)", uid: uidB, cgroup: v1 + "/kubepods/besteffort/pod\(uidB)/\(idB)")
+        // pod a: systemd driver, cgroup v2; pod b: cgroupfs driver, cgroup v1; `run`
+        // tells the UIDs and container ids of one incarnation from another's
+        func pods(run: Int) -> (web: FakePod, cart: FakePod) {
+            let uidA = "6f2c1a4e-8b3d-4c2a-9e1f-\(String(format: "%06x%06x", run, getpid()))"
+            let uidB = "0d1e2f3a-4b5c-4d6e-8f70-\(String(format: "%06x%06x", run, getpid()))"
+            let idA = String(repeating: "a", count: 50) + String(format: "%06x%08x", run, getpid())
+            let idB = String(repeating: "b", count: 50) + String(format: "%06x%08x", run, getpid())
+            let systemdUID = uidA.replacingOccurrences(of: "-", with: "_")
+            return (FakePod(namespace: "default", name: "web-\(tag)", uid: uidA,
+                            cgroup: v2 + "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod\(systemdUID).slice/cri-containerd-\(idA).scope"),
+                    FakePod(namespace: "shop", name: "cart-\(tag)", uid: uidB, cgroup: v1 + "/kubepods/besteffort/pod\(uidB)/\(idB)"))
+        }
+        let (a, b) = pods(run: 1)
+        let uidA = a.uid, uidB = b.uid
         defer {
             a.stop()
             b.stop()
@@ -147,7 +153,42 @@ final class WorkloadLabTests: XCTestCase {
         // the recording keeps the names: the pods are gone by the time it is read again
         a.stop()
         b.stop()
+        lab.teardown()
         let later = try runHoptrace(["report", path])
         XCTAssertTrue(later.stdout.contains("HOP default/web-\(tag)/eth0 -> "), later.stdout)
+        let csv = try runHoptrace(["export", path, "--format", "csv", "-o", "-"])
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        XCTAssertTrue(csv.stdout.contains(",default/web-\(tag),eth0,"), String(csv.stdout.prefix(600)))
+
+        // a rollout: both pods made again under their names, in new namespaces with
+        // new veths and new UIDs, on the same "host" (the hub); compare matches their
+        // hops across the two runs
+        let lab2 = try Lab(containers: 2, hub: lab.hub)
+        let (a2, b2) = pods(run: 2)
+        defer {
+            a2.stop()
+            b2.stop()
+            lab2.teardown()
+        }
+        try a2.start(netns: lab2.containers[0].netns, container: "nginx")
+        try b2.start(netns: lab2.containers[1].netns, container: "cart")
+        let path2 = NSTemporaryDirectory() + "hoptrace-pods-after-\(tag).hoptrace"
+        defer { unlink(path2) }
+        let recorder2 = try startTracing(["record", "-o", path2, "--force", "--pod", "default/web-\(tag)", "--pod", "shop/cart-\(tag)",
+                                          "--duration", "20s", "--window", "500ms"])
+        _ = try Traffic.udp(client: lab2.containers[0].netnsPath, server: lab2.containers[1].netnsPath,
+                            serverAddress: lab2.containers[1].address, port: 9500, count: 300, intervalUs: 100)
+        kill(recorder2.processIdentifier, SIGINT)
+        recorder2.waitUntilExit()
+        XCTAssertEqual(recorder2.terminationStatus, 0)
+        let compared = try runHoptrace(["compare", path, path2, "--json"])
+        XCTAssertEqual(compared.status, 0, compared.stderr)
+        let comparison = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(compared.stdout.utf8)) as? [String: Any])
+        let entries = try XCTUnwrap(comparison["entries"] as? [[String: Any]])
+        let webTotal = entries.filter { ($0["hop"] as? String)?.hasPrefix("default/web-\(tag)/eth0 -> ") == true && $0["segment"] as? String == "total" }
+        XCTAssertFalse(webTotal.isEmpty, compared.stdout)
+        for e in webTotal {
+            XCTAssertFalse(["only in before", "only in after"].contains(e["verdict"] as? String ?? ""), "\(e)")
+        }
     }
 }
