@@ -35,6 +35,9 @@ let package = Package(
         // Owns the loaded BPF object, its links and the drain thread; a trace session
         // (windows, recording, flight recorder) shared by every command and the agent.
         .target(name: "HoptraceTracer", dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceRecording", "CHoptraceBPF"]),
+        // Prometheus exposition (text 0.0.4, OpenMetrics, native histograms over protobuf)
+        // of the agent's snapshot. Pure Swift over Core: tested without root.
+        .target(name: "HoptraceMetrics", dependencies: ["HoptraceCore"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
@@ -50,6 +53,7 @@ let package = Package(
                          dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         .testTarget(
             name: "HoptraceIntegrationTests",

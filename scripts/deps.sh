@@ -4,7 +4,7 @@
 # when nothing is missing.
 set -euo pipefail
 pkgs=(libbpf-dev libelf-dev zlib1g-dev libzstd-dev bpftool iproute2 iperf3 sockperf util-linux
-      nftables bpftrace tcpdump ethtool python3-pip)
+      nftables bpftrace tcpdump ethtool python3-pip prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -22,6 +22,11 @@ fi
 python3 -c 'import hdrh.histogram' 2>/dev/null || {
   echo "deps: installing the hdrhistogram Python package"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore hdrhistogram
+}
+# the Kubernetes schemas, offline: the test that validates deploy/kubernetes/hoptrace.yaml
+command -v kubernetes-validate >/dev/null || {
+  echo "deps: installing the kubernetes-validate Python package"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore kubernetes-validate
 }
 [ -x /opt/swift/usr/bin/swift ] || command -v swift >/dev/null || {
   echo "deps: no Swift toolchain (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }
