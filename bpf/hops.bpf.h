@@ -197,7 +197,7 @@ static __always_inline void emit(struct pkt *p, __u8 kind, __u32 from_netns, __u
 SEC("tc")
 int ht_tcx_egress(struct __sk_buff *ctx)
 {
-	if (hooks_only)
+	if (hooks_only || tcx_paused)
 		return TCX_NEXT;
 	track(ctx, P_QUEUED);
 	return TCX_NEXT; /* never alter or drop traffic */
@@ -208,7 +208,7 @@ int ht_tcx_egress(struct __sk_buff *ctx)
 SEC("tc")
 int ht_tcx_ingress(struct __sk_buff *ctx)
 {
-	if (hooks_only)
+	if (hooks_only || tcx_paused)
 		return TCX_NEXT;
 	track(ctx, P_ARRIVED);
 	return TCX_NEXT;

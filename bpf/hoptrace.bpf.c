@@ -49,6 +49,11 @@ const volatile __u32 pkt_set_mask = 0; /* sets in `pkts` - 1 (a power of two - 1
  * Off, it costs each run one load of a read-only value and a branch never taken
  * (the verifier keeps the test: its target is the programs' common exit). */
 const volatile __u32 hooks_only = 0;
+/* The agent's CPU budget: between its tracing shares the tracepoints are detached
+ * and the tcx programs, which stay attached (re-attaching hundreds of devices each
+ * period would cost more than it saves), return at once. Written by userspace
+ * through the mapped .bss; a plain load per run. */
+volatile __u32 tcx_paused = 0;
 
 #include "rings.bpf.h"
 #include "flow.bpf.h"

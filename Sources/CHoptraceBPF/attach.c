@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -148,6 +149,24 @@ static int run_job(struct attach_job *j, struct ht_error *err)
 	return 0;
 }
 
+/* A free slot in t->devices (detached ones are reused), or -1. */
+static int device_slot(struct ht_tracer *t)
+{
+	for (int i = 0; i < t->ndevices; i++)
+		if (!t->devices[i].in_use)
+			return i;
+	if (t->ndevices == t->devices_cap) {
+		int cap = t->devices_cap ? 2 * t->devices_cap : 64;
+		struct ht_device *grown = realloc(t->devices, cap * sizeof(*grown));
+
+		if (!grown)
+			return -1;
+		t->devices = grown;
+		t->devices_cap = cap;
+	}
+	return t->ndevices++;
+}
+
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
 		     int directions, struct ht_attachment *out, struct ht_error *err)
 {
@@ -156,28 +175,48 @@ int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *if
 		.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
 			     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
 	};
-	int rc;
+	struct ht_device *d;
+	int rc, id = device_slot(t);
 
-	if (t->nlinks + 2 > HT_MAX_LINKS || t->nclsact + 2 > HT_MAX_LINKS)
-		return fail(err, E2BIG, "attach(too many devices)");
+	if (id < 0)
+		return fail(err, ENOMEM, "attach(realloc)");
+	d = &t->devices[id];
+	*d = (struct ht_device){ .link_fd = { -1, -1 } };
 	rc = run_job(&j, err);
 	if (rc)
 		return rc;
+	d->in_use = 1;
 	if (j.used_mode == HT_ATTACH_TCX) {
-		for (int dir = 0; dir < 2; dir++)
-			if (j.link_fd[dir] >= 0)
-				t->links[t->nlinks++] = j.link_fd[dir];
+		d->link_fd[0] = j.link_fd[0];
+		d->link_fd[1] = j.link_fd[1];
 	} else {
-		/* one entry per device: closing sweeps both directions */
-		struct ht_clsact *c = &t->clsact[t->nclsact++];
-
-		snprintf(c->netns_path, sizeof(c->netns_path), "%s", netns_path ? netns_path : "");
-		snprintf(c->ifname, sizeof(c->ifname), "%s", ifname);
+		d->clsact = 1;
+		snprintf(d->netns_path, sizeof(d->netns_path), "%s", netns_path ? netns_path : "");
+		snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	}
 	if (out) {
 		out->ifindex = j.ifindex;
 		out->mode = j.used_mode;
+		out->id = id;
 	}
+	return 0;
+}
+
+int ht_detach_device(struct ht_tracer *t, int id, struct ht_error *err)
+{
+	struct ht_device *d;
+
+	if (id < 0 || id >= t->ndevices || !t->devices[id].in_use)
+		return fail(err, ENOENT, "detach(not attached)");
+	d = &t->devices[id];
+	for (int dir = 0; dir < 2; dir++)
+		if (d->link_fd[dir] >= 0)
+			close(d->link_fd[dir]);
+	/* a device that is gone took its filters with it: nothing to sweep, no error */
+	if (d->clsact)
+		ht_sweep_clsact(d->netns_path[0] ? d->netns_path : NULL, d->ifname, NULL);
+	d->in_use = 0;
+	ok(err);
 	return 0;
 }
 
@@ -192,11 +231,10 @@ int ht_sweep_clsact(const char *netns_path, const char *ifname, struct ht_error 
 
 void ht_detach_devices(struct ht_tracer *t)
 {
-	for (int i = 0; i < t->nlinks; i++)
-		close(t->links[i]);
-	for (int i = 0; i < t->nclsact; i++) {
-		struct ht_clsact *c = &t->clsact[i];
-
-		ht_sweep_clsact(c->netns_path[0] ? c->netns_path : NULL, c->ifname, NULL);
-	}
+	for (int i = 0; i < t->ndevices; i++)
+		if (t->devices[i].in_use)
+			ht_detach_device(t, i, NULL);
+	free(t->devices);
+	t->devices = NULL;
+	t->ndevices = t->devices_cap = 0;
 }

@@ -19,24 +19,26 @@
 
 #include "hoptrace_bpf.h"
 
-#define HT_MAX_LINKS 1024
+#define HT_MAX_TP_LINKS 16
 
-struct hoptrace_bpf; /* the skeleton (hoptrace.skel.h), included where it is used */
-struct ht_ring;      /* rings.c */
-
-struct ht_clsact {
+/* One attached device: its tcx links, or (on kernels without tcx) the place of
+ * its clsact filters, which closing nothing removes. */
+struct ht_device {
+	int in_use;
+	int link_fd[2];  /* ingress, egress; -1 when none */
+	int clsact;
 	char netns_path[256];
 	char ifname[IF_NAMESIZE];
 };
 
 struct ht_tracer {
 	struct hoptrace_bpf *skel;
-	struct bpf_link *tp_links[16];
+	struct bpf_link *tp_links[HT_MAX_TP_LINKS];
+	struct bpf_program *tp_progs[HT_MAX_TP_LINKS]; /* the program of each link */
 	int ntp_links;
-	int links[HT_MAX_LINKS]; /* tcx link fds */
-	int nlinks;
-	struct ht_clsact clsact[HT_MAX_LINKS];
-	int nclsact;
+	struct ht_device *devices; /* indexed by ht_attachment.id; grown as needed */
+	int ndevices;
+	int devices_cap;
 	/* ring buffer readers, one ring per CPU (BPF writes to its CPU's ring) */
 	struct ht_ring *rings;
 	int nrings;
@@ -70,7 +72,7 @@ static inline void ok(struct ht_error *err)
 /* tracer.c: libbpf's own output, shown only when asked (HOPTRACE_LIBBPF_LOG). */
 int ht_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
 
-/* attach.c: close the tcx links and sweep the clsact filters of every device. */
+/* attach.c: detach every device (close the tcx links, sweep the clsact filters). */
 void ht_detach_devices(struct ht_tracer *t);
 
 /* rings.c: before load, one ring buffer per CPU and the `rings` map sized for

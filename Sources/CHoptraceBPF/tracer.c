@@ -103,16 +103,44 @@ int ht_attach_program(struct ht_tracer *t, const char *name, struct ht_error *er
 
 	if (!prog)
 		return fail(err, ENOENT, "bpf_object__find_program_by_name");
-	if (t->ntp_links >= (int)(sizeof(t->tp_links) / sizeof(t->tp_links[0])))
+	for (int i = 0; i < t->ntp_links; i++)
+		if (t->tp_progs[i] == prog)
+			return fail(err, EEXIST, "attach(already attached)");
+	if (t->ntp_links >= HT_MAX_TP_LINKS)
 		return fail(err, E2BIG, "attach(too many links)");
 	link = bpf_program__attach(prog);
 	if (!link) {
 		snprintf(call, sizeof(call), "bpf_program__attach(%s)", name);
 		return fail(err, errno, call);
 	}
+	t->tp_progs[t->ntp_links] = prog;
 	t->tp_links[t->ntp_links++] = link;
 	ok(err);
 	return 0;
+}
+
+int ht_detach_program(struct ht_tracer *t, const char *name, struct ht_error *err)
+{
+	struct bpf_program *prog = bpf_object__find_program_by_name(t->skel->obj, name);
+
+	if (!prog)
+		return fail(err, ENOENT, "bpf_object__find_program_by_name");
+	for (int i = 0; i < t->ntp_links; i++) {
+		if (t->tp_progs[i] != prog)
+			continue;
+		bpf_link__destroy(t->tp_links[i]);
+		t->ntp_links--;
+		t->tp_links[i] = t->tp_links[t->ntp_links];
+		t->tp_progs[i] = t->tp_progs[t->ntp_links];
+		ok(err);
+		return 0;
+	}
+	return fail(err, ENOENT, "detach(not attached)");
+}
+
+void ht_pause_devices(struct ht_tracer *t, int paused)
+{
+	t->skel->bss->tcx_paused = paused ? 1 : 0;
 }
 
 int ht_num_cpus(void)

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <linux/netlink.h>
 #include <unistd.h>
 #include "hoptrace_netns.h"
 
@@ -49,4 +50,11 @@ int ht_socket_in_netns(const char *path, int domain, int type, int protocol)
 		abort();
 	close(home);
 	return fd;
+}
+
+int ht_netlink_join(int fd, unsigned int groups)
+{
+	struct sockaddr_nl address = { .nl_family = AF_NETLINK, .nl_groups = groups };
+
+	return bind(fd, (struct sockaddr *)&address, sizeof(address)) ? -errno : 0;
 }

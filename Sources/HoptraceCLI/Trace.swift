@@ -70,7 +70,7 @@ func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOption
         if interruption.received != 0 { progress("interrupted: reporting what was traced") }
         return report
     } catch let e as RecordingError {
-        throw CLIError("\(e); \(recording?.writer.path ?? "the recording") is readable up to its last complete chunk")
+        throw CLIError("\(e); \(recording?.writer?.path ?? "the recording") is readable up to its last complete chunk")
     } catch {
         throw CLIError("trace failed: \(error)")
     }

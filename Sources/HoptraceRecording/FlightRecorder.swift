@@ -40,12 +40,28 @@ public enum Trigger: Equatable, Sendable, CustomStringConvertible {
 /// Keeps the last `keepWindows` windows of records in memory (never more than
 /// `maxRecords`: the oldest windows go first) and writes them, plus `afterWindows`
 /// more, when a trigger fires; then waits `cooldownWindows` before it can fire again.
-/// Several incidents go into one recording, each marked by a status chunk.
-/// Records are kept as the drain's batches (columns); a window's hops are summed by
+/// Incidents go either into one recording, each marked by a status chunk, or each
+/// into a file of its own in an `IncidentStore` (the agent), finished when its
+/// after-windows are written. Records are kept as the drain's batches (columns); a window's hops are summed by
 /// the same aggregation as the report's (`HopTable`), so a trigger sees the figures
 /// the report will show.
 public final class FlightRecorder: RecordSink {
-    public let writer: RecordingWriter
+    /// Where incidents are written: one recording, or a file each.
+    public enum Output {
+        case recording(RecordingWriter)
+        case store(IncidentStore)
+    }
+    public let output: Output
+    /// The recording being written: always the one recording; in a store, the open
+    /// incident's file (nil between incidents).
+    public private(set) var writer: RecordingWriter?
+    /// In a store, how an incident's file ends (its end chunk from the window's
+    /// status): the session sets it to add names and softirq time.
+    public var incidentEnd: (RecordingStatus) -> RecordingEnd = { status in
+        RecordingEnd(status: status, durationSeconds: 0, softirq: .disabled)
+    }
+    /// The first error opening or finishing an incident's file in a store.
+    public private(set) var storeError: RecordingError?
     let triggers: [Trigger]
     public let keepWindows: Int
     public let afterWindows: Int
@@ -65,9 +81,16 @@ public final class FlightRecorder: RecordSink {
     /// Records dropped from memory to honour `maxRecords`.
     public private(set) var evicted: UInt64 = 0
 
-    public init(writer: RecordingWriter, triggers: [Trigger], keepWindows: Int, afterWindows: Int, cooldownWindows: Int,
+    public convenience init(writer: RecordingWriter, triggers: [Trigger], keepWindows: Int, afterWindows: Int, cooldownWindows: Int,
+                            maxRecords: Int = 1_000_000, reasons: DropReasons = DropReasons()) {
+        self.init(output: .recording(writer), triggers: triggers, keepWindows: keepWindows, afterWindows: afterWindows,
+                  cooldownWindows: cooldownWindows, maxRecords: maxRecords, reasons: reasons)
+    }
+
+    public init(output: Output, triggers: [Trigger], keepWindows: Int, afterWindows: Int, cooldownWindows: Int,
                 maxRecords: Int = 1_000_000, reasons: DropReasons = DropReasons()) {
-        self.writer = writer
+        self.output = output
+        if case .recording(let w) = output { writer = w }
         self.triggers = triggers
         self.keepWindows = max(1, keepWindows)
         self.afterWindows = max(0, afterWindows)
@@ -83,7 +106,7 @@ public final class FlightRecorder: RecordSink {
 
     public func append(_ batch: RecordColumns) {
         if writingLeft > 0 {
-            writer.append(batch)
+            writer?.append(batch)
             return
         }
         guard batch.count > 0 else { return }
@@ -133,8 +156,11 @@ public final class FlightRecorder: RecordSink {
         defer { window = HopTable(precisionBits: WindowedAggregate.precisionBits) }
         if writingLeft > 0 {
             writingLeft -= 1
-            writer.write(status: status)
-            if writingLeft == 0 { cooldownLeft = cooldownWindows }
+            writer?.write(status: status)
+            if writingLeft == 0 {
+                cooldownLeft = cooldownWindows
+                finishIncident(status: status)
+            }
             return nil
         }
         var fired: String?
@@ -146,15 +172,21 @@ public final class FlightRecorder: RecordSink {
             requested = nil
         }
         if let why = fired {
+            if case .store(let store) = output {
+                do throws(RecordingError) { writer = try store.open(why: why) } catch { storeError = storeError ?? error }
+            }
             var marked = status
             marked.trigger = why
-            for w in buffered { for batch in w { writer.append(batch) } }
-            writer.write(status: marked)
+            for w in buffered { for batch in w { writer?.append(batch) } }
+            writer?.write(status: marked)
             incidents.append(why)
             buffered = [[]]
             bufferedCount = 0
             writingLeft = afterWindows
-            if writingLeft == 0 { cooldownLeft = cooldownWindows }
+            if writingLeft == 0 {
+                cooldownLeft = cooldownWindows
+                finishIncident(status: status)
+            }
             return why
         }
         buffered.append([])
@@ -163,5 +195,21 @@ public final class FlightRecorder: RecordSink {
             buffered.removeFirst()
         }
         return nil
+    }
+
+    /// In a store, ends the open incident's file and keeps the directory within its
+    /// bound. Nothing for one recording (the session finishes it).
+    private func finishIncident(status: RecordingStatus) {
+        guard case .store(let store) = output, let w = writer else { return }
+        do throws(RecordingError) { try w.finish(incidentEnd(status)) } catch { storeError = storeError ?? error }
+        writer = nil
+        store.prune()
+    }
+
+    /// At the end of a session: an incident still being written is ended where it is.
+    public func finish(status: RecordingStatus) {
+        guard writingLeft > 0 else { return }
+        writingLeft = 0
+        finishIncident(status: status)
     }
 }

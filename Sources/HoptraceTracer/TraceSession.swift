@@ -10,7 +10,9 @@ public enum RecordingTarget {
     /// Only the windows around incidents, through a flight recorder (to its writer).
     case flightRecorder(FlightRecorder)
 
-    public var writer: RecordingWriter {
+    /// The recording being written (for a flight recorder with a file per incident,
+    /// the open incident's, if any).
+    public var writer: RecordingWriter? {
         switch self {
         case .file(let w): w
         case .flightRecorder(let f): f.writer
@@ -166,7 +168,7 @@ public final class TraceSession: @unchecked Sendable {
                 }
             }
             if let fired { onEvent(.incident(fired)) }
-            if let e = lock.withLock({ recording.writer.error }) {
+            if let e = lock.withLock({ recording.writer?.error }) {
                 onEvent(.recordingStopped("\(e)"))
                 break
             }
@@ -223,9 +225,13 @@ public final class TraceSession: @unchecked Sendable {
         tracer.close()
         if let e = lock.withLock({ decodeError }) { throw e }
         if let recording {
-            let end = RecordingEnd(status: RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters, softirqRunNs: []),
-                                   durationSeconds: report.durationSeconds, softirq: report.softirq, names: names)
-            try recording.writer.finish(end)
+            let status = RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters, softirqRunNs: [])
+            if case .flightRecorder(let f) = recording, case .store = f.output {
+                f.finish(status: status)
+            } else {
+                try recording.writer?.finish(RecordingEnd(status: status, durationSeconds: report.durationSeconds,
+                                                          softirq: report.softirq, names: names))
+            }
         }
         return report
     }

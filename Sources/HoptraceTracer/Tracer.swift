@@ -122,8 +122,8 @@ public struct TracerOptions: Sendable, Equatable {
 public final class Tracer: @unchecked Sendable {
     private var handle: OpaquePointer?
     public let options: TracerOptions
-    /// Devices attached so far, in attach order.
-    public private(set) var attached: [(label: String, ifindex: Int32, mode: TracerOptions.AttachMode)] = []
+    /// Devices attached now, in attach order.
+    public private(set) var attached: [Attachment] = []
     private var statsFD: Int32 = -1
 
     private static func check(_ rc: Int32, _ err: ht_error, _ context: String) throws(TracerError) {
@@ -170,9 +170,57 @@ public final class Tracer: @unchecked Sendable {
         for name in TracerOptions.softirqPrograms { try attachProgram(name, "attaching the softirq tracepoints") }
     }
 
+    // The tracepoint programs attached, and those a pause detached (to attach again
+    // on resume). Guarded: the drain thread attaches net_dev_start_xmit, the agent
+    // pauses and resumes from its own.
+    private let programsLock = NSLock()
+    private var programsAttached: [String] = []
+    private var programsPaused: [String]?
+
     private func attachProgram(_ name: String, _ context: String) throws(TracerError) {
+        programsLock.lock()
+        defer { programsLock.unlock() }
+        // while paused, a program asked for is attached on resume
+        if programsPaused != nil {
+            programsPaused!.append(name)
+            return
+        }
         var err = ht_error()
         try Self.check(ht_attach_program(handle, name, &err), err, context)
+        programsAttached.append(name)
+    }
+
+    /// Whether the hooks are paused (`pause()`).
+    public var isPaused: Bool { programsLock.withLock { programsPaused != nil } }
+
+    /// Stops tracing without letting go of anything: the tracepoint programs are
+    /// detached (they then cost nothing) and the tcx programs, which stay attached to
+    /// their devices, return at once. For the agent's CPU budget. Idempotent.
+    public func pause() {
+        programsLock.withLock {
+            guard programsPaused == nil else { return }
+            ht_pause_devices(handle, 1)
+            for name in programsAttached {
+                var err = ht_error()
+                _ = ht_detach_program(handle, name, &err)
+            }
+            programsPaused = programsAttached
+            programsAttached = []
+        }
+    }
+
+    /// Tracing again after `pause()`: the programs attached as they were. Idempotent.
+    public func resume() throws(TracerError) {
+        programsLock.lock()
+        defer { programsLock.unlock() }
+        guard let names = programsPaused else { return }
+        programsPaused = nil
+        for name in names {
+            var err = ht_error()
+            try Self.check(ht_attach_program(handle, name, &err), err, "attaching \(name) again")
+            programsAttached.append(name)
+        }
+        ht_pause_devices(handle, 0)
     }
 
     /// Softirq counters since load, `[cpu][vector]`.
@@ -194,19 +242,35 @@ public final class Tracer: @unchecked Sendable {
         }
     }
 
+    /// A device the tcx programs are attached to.
+    public struct Attachment: Sendable {
+        public var id: Int32
+        public var label: String
+        public var ifindex: Int32
+        public var mode: TracerOptions.AttachMode
+    }
+
     /// Attaches the tcx programs to `ifname` in the namespace opened by `netnsPath`
     /// (nil: ours). `label` names it in errors, e.g. "web/eth0". Egress picks up
     /// every packet the device sends; ingress is only needed where the sender's
     /// side is not traced (a veth whose peer is not selected).
     @discardableResult
-    public func attach(device ifname: String, netnsPath: String?, label: String, ingress: Bool = true) throws(TracerError) -> Int32 {
+    public func attach(device ifname: String, netnsPath: String?, label: String, ingress: Bool = true) throws(TracerError) -> Attachment {
         var err = ht_error()
         var out = ht_attachment()
         let directions = Int32(HT_DIR_EGRESS.rawValue | (ingress ? HT_DIR_INGRESS.rawValue : 0))
         try Self.check(ht_attach_device(handle, netnsPath, ifname, options.attachMode.rawValue, directions, &out, &err),
                        err, "attaching to \(label)")
-        attached.append((label, out.ifindex, TracerOptions.AttachMode(rawValue: out.mode) ?? .tcx))
-        return out.ifindex
+        let a = Attachment(id: out.id, label: label, ifindex: out.ifindex, mode: TracerOptions.AttachMode(rawValue: out.mode) ?? .tcx)
+        attached.append(a)
+        return a
+    }
+
+    /// Detaches a device attached by `attach` (one that is gone already is fine).
+    public func detach(_ a: Attachment) {
+        var err = ht_error()
+        _ = ht_detach_device(handle, a.id, &err)
+        attached.removeAll { $0.id == a.id }
     }
 
     /// Removes clsact filters a killed hoptrace left on a device; returns how many.

@@ -55,6 +55,49 @@ final class FlightRecorderTests: XCTestCase {
         XCTAssertTrue(contents.statuses.compactMap(\.trigger)[0].hasPrefix("p99>2.00ms"))
     }
 
+    /// The agent's store: a file per incident, each a whole recording with its kept
+    /// and after windows and an end; the oldest deleted once the directory is over
+    /// its bound, never the incident being written.
+    func testIncidentStoreWritesAFileEachAndDeletesTheOldest() throws {
+        let dir = tempPath("incidents")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try IncidentStore(directory: dir, keepBytes: 1 << 30) { metadata() }
+        let flight = FlightRecorder(output: .store(store), triggers: [.p99(above: 2_000_000)], keepWindows: 2, afterWindows: 1,
+                                    cooldownWindows: 0)
+        for w in 0..<12 {
+            let slow = w == 3 || w == 8
+            for i in 0..<200 { flight.append(record(window: w, i: i, latency: slow ? 5_000_000 : 10_000)) }
+            if w == 10 { flight.request("http") }
+            flight.closeWindow(status: status(w))
+        }
+        flight.finish(status: status(12))
+        XCTAssertNil(flight.storeError)
+        let files = store.files()
+        XCTAssertEqual(files.count, 3, "\(files)")
+        XCTAssertTrue(files[0].name.contains("-p99-2.00ms"), "\(files)")
+        XCTAssertTrue(files.contains { $0.name.hasSuffix("-http.hoptrace") }, "\(files)")
+        var written: [[Int]] = []
+        for f in files {
+            let st = try FileManager.default.attributesOfItem(atPath: dir + "/" + f.name)
+            XCTAssertEqual((st[.posixPermissions] as? Int) ?? 0, 0o600)
+            var windows = Set<Int>()
+            let contents = try RecordingReader.read(path: dir + "/" + f.name) { r in
+                windows.insert(Int((r.timestampNs - 1_000_000_000_000) / 1_000_000_000))
+            }
+            XCTAssertNotNil(contents.end, "\(f.name) has no end")
+            XCTAssertNil(contents.cutShort)
+            written.append(windows.sorted())
+        }
+        // 2 kept and the firing window, 1 after; the request at 10 has only what came
+        // since the last incident ended
+        XCTAssertEqual(written, [[1, 2, 3, 4], [6, 7, 8, 9], [10, 11]])
+        // over the bound: the oldest go, until the rest fit
+        let small = try IncidentStore(directory: dir, keepBytes: files[2].bytes) { metadata() }
+        let deleted = small.prune()
+        XCTAssertEqual(deleted, [files[0].name, files[1].name])
+        XCTAssertEqual(small.files().map(\.name), [files[2].name])
+    }
+
     func testDropTriggerAndExplicitRequest() throws {
         let path = tempPath("flight-drop")
         defer { unlink(path) }

@@ -53,6 +53,7 @@ enum ht_direction {
 struct ht_attachment {
 	int ifindex;
 	int mode;    /* HT_ATTACH_TCX or HT_ATTACH_CLSACT */
+	int id;      /* for ht_detach_device */
 };
 
 struct ht_prog_stat {
@@ -68,6 +69,13 @@ int ht_open(const struct ht_knobs *knobs, struct ht_tracer **out, struct ht_erro
  * trace needs is the caller's choice. Detached programs cost nothing. */
 int ht_attach_program(struct ht_tracer *t, const char *name, struct ht_error *err);
 
+/* Detach the tp_btf program called `name`; ENOENT when it is not attached. */
+int ht_detach_program(struct ht_tracer *t, const char *name, struct ht_error *err);
+
+/* Pause (1) or resume (0) the tcx programs on every attached device: paused, they
+ * return at once. The links stay. */
+void ht_pause_devices(struct ht_tracer *t, int paused);
+
 /* Possible CPUs (the per-CPU maps' width). */
 int ht_num_cpus(void);
 
@@ -80,6 +88,10 @@ int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_cpu *out, int max_cpu
  * enters the namespace, so the caller's namespace never changes. */
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
 		     int directions, struct ht_attachment *out, struct ht_error *err);
+
+/* Detach the device attached as `id` (ht_attachment.id): its tcx links closed or
+ * its clsact filters removed. A device that is gone already is fine. */
+int ht_detach_device(struct ht_tracer *t, int id, struct ht_error *err);
 
 /* Remove clsact filters a killed hoptrace may have left on `ifname` (tcx links die
  * with their process; clsact filters do not). Returns the number removed. */

@@ -1,4 +1,4 @@
-/* CHoptraceNetns: network namespaces for Swift.
+/* CHoptraceNetns: network namespaces (and netlink multicast) for Swift.
  *
  * This shim exists because Glibc's setns() is declared only under _GNU_SOURCE,
  * which Swift's Glibc module does not define; and because a thread that enters a
@@ -17,5 +17,10 @@ int ht_enter_netns(const char *path);
  * it was made in, so the caller can then use it from any thread.
  * Returns the socket, or a negative errno. */
 int ht_socket_in_netns(const char *path, int domain, int type, int protocol);
+
+/* Joins a netlink socket to the multicast groups `groups` (a bitmask of RTMGRP_*,
+ * as in sockaddr_nl.nl_groups), which Swift's Glibc cannot spell.
+ * Returns 0, or a negative errno. */
+int ht_netlink_join(int fd, unsigned int groups);
 
 #endif
