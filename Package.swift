@@ -38,12 +38,20 @@ let package = Package(
         // Prometheus exposition (text 0.0.4, OpenMetrics, native histograms over protobuf)
         // of the agent's snapshot. Pure Swift over Core: tested without root.
         .target(name: "HoptraceMetrics", dependencies: ["HoptraceCore"]),
+        // prctl and capset for Swift: the agent keeps only the capabilities it needs.
+        .target(name: "CHoptracePrivileges"),
+        // The node agent (`hoptrace serve`): a session that follows the node's devices,
+        // a CPU budget, triggers, incident files and the metrics snapshot it serves.
+        .target(name: "HoptraceAgent",
+                dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceRecording", "HoptraceMetrics",
+                               "CHoptracePrivileges"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
             name: "HoptraceCLI",
             dependencies: [
                 "HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
+                "HoptraceAgent", "HoptraceHTTP", "HoptraceMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +61,7 @@ let package = Package(
                          dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HoptraceAgentTests", dependencies: ["HoptraceAgent"]),
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         .testTarget(

@@ -23,11 +23,12 @@ public struct HoptraceCommand: ParsableCommand {
           hoptrace report before.hoptrace
           hoptrace compare before.hoptrace after.hoptrace --fail-if-slower 10%
           hoptrace export before.hoptrace --format perfetto -o before.json
+          hoptrace serve --listen 0.0.0.0:9479 --incidents /var/lib/hoptrace
           hoptrace demo
         """,
         version: hoptraceVersion,
         subcommands: [Doctor.self, List.self, Trace.self, Record.self, ReportCommand.self, Compare.self,
-                      ExportCommand.self, Demo.self]
+                      ExportCommand.self, Serve.self, Demo.self]
     )
 
     public init() {}

@@ -307,6 +307,16 @@ public struct HopTable: Sendable {
     public mutating func merge(_ o: HopTable) {
         for (key, s) in zip(o.keys, o.stats) { stats[slot(key)].merge(s) }
     }
+
+    /// Removes the hops `gone` says are gone (the agent: a device that left the node).
+    public mutating func removeAll(where gone: (HopKey) -> Bool) {
+        let keep = keys.indices.filter { !gone(keys[$0]) }
+        guard keep.count < keys.count else { return }
+        keys = keep.map { keys[$0] }
+        stats = keep.map { stats[$0] }
+        index = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) })
+        slotByID.removeAll(keepingCapacity: true) // slots moved: looked up again
+    }
 }
 
 /// Everything a trace has seen so far: per hop, per segment, per flow.
@@ -325,6 +335,14 @@ public struct TraceAggregate: Sendable {
 
     public init(flowCapacity: Int = FlowTable.defaultCapacity) {
         flows = FlowTable(capacity: flowCapacity)
+    }
+
+    /// Forgets the hops and drops that start or end at `endpoints` (devices that left
+    /// the node: the agent deletes their series). Flows age out on their own.
+    public mutating func forget(endpoints: Set<Endpoint>) {
+        guard !endpoints.isEmpty else { return }
+        hops.removeAll { endpoints.contains($0.from) || endpoints.contains($0.to) }
+        drops = drops.filter { !endpoints.contains($0.key.hop.from) && !endpoints.contains($0.key.hop.to) }
     }
 
     public mutating func add(_ r: HopRecord) { add(RecordColumns([r])) }

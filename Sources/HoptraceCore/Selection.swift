@@ -7,12 +7,17 @@ public struct DeviceSelection: Hashable, Sendable {
     /// Attach at ingress too. Only needed when the device's veth peer is not
     /// traced: a packet arriving from a traced peer was picked up at its egress.
     public var ingress: Bool
+    /// The device as the kernel's records name it (namespace inode, ifindex), where
+    /// discovery found it: what the agent follows a device by while its label (the
+    /// namespace's name) and path (a process holding it) may change.
+    public var endpoint: Endpoint?
 
-    public init(ifname: String, netnsPath: String, label: String, ingress: Bool = true) {
+    public init(ifname: String, netnsPath: String, label: String, ingress: Bool = true, endpoint: Endpoint? = nil) {
         self.ifname = ifname
         self.netnsPath = netnsPath
         self.label = label
         self.ingress = ingress
+        self.endpoint = endpoint
     }
 }
 

@@ -58,18 +58,27 @@ public struct SoftirqCounters: Sendable, Equatable {
     /// A summary of kernel buckets: percentiles at bucket midpoints (within 12.5 %),
     /// exact max and mean.
     static func summary(_ buckets: [UInt32], count: UInt64, sum: UInt64, max: UInt64) -> LatencySummary {
-        var h = Histogram(precisionBits: 7)
-        for (b, c) in buckets.enumerated() where c > 0 {
-            let r = bucketRange(b)
-            h.record(r.lowerBound + (r.upperBound - r.lowerBound) / 2, count: UInt64(c))
-        }
-        var s = LatencySummary(h)
+        var s = LatencySummary(histogram(buckets))
         s.count = count
         s.meanNs = count == 0 ? 0 : sum / count
         s.maxNs = max
         for kp in [\LatencySummary.p50Ns, \.p90Ns, \.p99Ns, \.p999Ns] { s[keyPath: kp] = Swift.min(s[keyPath: kp], max) }
         return s
     }
+
+    /// Kernel buckets as a histogram, each bucket's count at its midpoint (within
+    /// 12.5 % of the values it holds).
+    static func histogram(_ buckets: [UInt32]) -> Histogram {
+        var h = Histogram(precisionBits: 7)
+        for (b, c) in buckets.enumerated() where c > 0 {
+            let r = bucketRange(b)
+            h.record(r.lowerBound + (r.upperBound - r.lowerBound) / 2, count: UInt64(c))
+        }
+        return h
+    }
+
+    /// Raise-to-run delays as a histogram (the agent's metric).
+    public var delayHistogram: Histogram { Self.histogram(delayBuckets) }
 
     public var runSummary: LatencySummary { Self.summary(runBuckets, count: runs, sum: runNs, max: maxRunNs) }
     public var delaySummary: LatencySummary { Self.summary(delayBuckets, count: delays, sum: delayNs, max: maxDelayNs) }

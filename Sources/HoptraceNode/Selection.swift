@@ -50,7 +50,8 @@ extension NodeTopology {
         func selection(_ d: DeviceInfo) -> DeviceSelection? {
             guard let ns = namespace(d.endpoint.netns) else { return nil }
             let peerTraced = d.peer.map { chosenEndpoints.contains($0) } ?? false
-            return DeviceSelection(ifname: d.name, netnsPath: ns.path, label: "\(ns.name)/\(d.name)", ingress: !peerTraced)
+            return DeviceSelection(ifname: d.name, netnsPath: ns.path, label: "\(ns.name)/\(d.name)", ingress: !peerTraced,
+                                   endpoint: d.endpoint)
         }
         var chosen: [DeviceInfo] = []
         if allVeth {

@@ -50,16 +50,21 @@ public final class FlightRecorder: RecordSink {
     public enum Output {
         case recording(RecordingWriter)
         case store(IncidentStore)
+        /// Nothing kept or written: only the triggers are watched (the agent without
+        /// an incidents directory still traces continuously through an incident).
+        case discard
     }
     public let output: Output
     /// The recording being written: always the one recording; in a store, the open
     /// incident's file (nil between incidents).
     public private(set) var writer: RecordingWriter?
-    /// In a store, how an incident's file ends (its end chunk from the window's
-    /// status): the session sets it to add names and softirq time.
-    public var incidentEnd: (RecordingStatus) -> RecordingEnd = { status in
+    /// In a store, how an incident's file ends (its end chunk from the last window's
+    /// status and the number of windows written): the agent sets it to add names.
+    public var incidentEnd: (RecordingStatus, Int) -> RecordingEnd = { status, _ in
         RecordingEnd(status: status, durationSeconds: 0, softirq: .disabled)
     }
+    /// Windows written into the open incident.
+    private var incidentWindows = 0
     /// The first error opening or finishing an incident's file in a store.
     public private(set) var storeError: RecordingError?
     let triggers: [Trigger]
@@ -113,6 +118,11 @@ public final class FlightRecorder: RecordSink {
         if triggers.contains(where: \.watchesLatency) {
             window.add(batch, byHop: HopRows(batch), gather: Gather(capacity: batch.count))
         }
+        if case .discard = output {
+            // the drop triggers look at the open window's batches only
+            if triggers.contains(where: { !$0.watchesLatency }) { buffered[buffered.count - 1].append(batch) }
+            return
+        }
         buffered[buffered.count - 1].append(batch)
         bufferedCount += batch.count
         // over the bound: the oldest batches go, whole windows first
@@ -156,6 +166,7 @@ public final class FlightRecorder: RecordSink {
         defer { window = HopTable(precisionBits: WindowedAggregate.precisionBits) }
         if writingLeft > 0 {
             writingLeft -= 1
+            incidentWindows += 1
             writer?.write(status: status)
             if writingLeft == 0 {
                 cooldownLeft = cooldownWindows
@@ -178,6 +189,7 @@ public final class FlightRecorder: RecordSink {
             var marked = status
             marked.trigger = why
             for w in buffered { for batch in w { writer?.append(batch) } }
+            incidentWindows = buffered.count
             writer?.write(status: marked)
             incidents.append(why)
             buffered = [[]]
@@ -188,6 +200,10 @@ public final class FlightRecorder: RecordSink {
                 finishIncident(status: status)
             }
             return why
+        }
+        if case .discard = output {
+            buffered = [[]]
+            return nil
         }
         buffered.append([])
         while buffered.count > keepWindows + 1 {
@@ -201,7 +217,7 @@ public final class FlightRecorder: RecordSink {
     /// bound. Nothing for one recording (the session finishes it).
     private func finishIncident(status: RecordingStatus) {
         guard case .store(let store) = output, let w = writer else { return }
-        do throws(RecordingError) { try w.finish(incidentEnd(status)) } catch { storeError = storeError ?? error }
+        do throws(RecordingError) { try w.finish(incidentEnd(status, incidentWindows)) } catch { storeError = storeError ?? error }
         writer = nil
         store.prune()
     }

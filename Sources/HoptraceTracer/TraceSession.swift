@@ -42,7 +42,9 @@ public enum SessionEvent: Sendable {
 /// thread's lock stays inside. Whatever happens, `stop()` (or deinit) detaches
 /// everything.
 public final class TraceSession: @unchecked Sendable {
-    public let devices: [DeviceSelection]
+    /// The devices attached now (the agent's change as the node does).
+    public var devices: [DeviceSelection] { lock.withLock { attachments.map(\.device) } }
+    private var attachments: [(device: DeviceSelection, attachment: Tracer.Attachment)] = []
     public let options: TracerOptions
     public var names: NameTable
     private let tracer: Tracer
@@ -80,7 +82,6 @@ public final class TraceSession: @unchecked Sendable {
         self.topFlows = topFlows
         self.recording = recording
         sink = recording?.sink
-        self.devices = devices
         // the hook that ends the qdisc segment only while a traced device has a queue
         var options = options
         if options.transmitHook && Discovery.devicesWithQueue(devices).isEmpty { options.transmitHook = false }
@@ -95,7 +96,9 @@ public final class TraceSession: @unchecked Sendable {
         do {
             try tracer.attachTracepoints()
             if options.softirq { try tracer.attachSoftirq() }
-            for d in devices { try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress) }
+            for d in devices {
+                attachments.append((d, try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress)))
+            }
         } catch {
             tracer.close()
             throw error
@@ -130,7 +133,7 @@ public final class TraceSession: @unchecked Sendable {
     private func attachTransmitHookIfQueued() {
         guard !transmitAttached, Date().timeIntervalSince(queuesCheckedAt) >= 1 else { return }
         queuesCheckedAt = Date()
-        if !Discovery.devicesWithQueue(devices).isEmpty, (try? tracer.attachTransmitHook()) != nil {
+        if !Discovery.devicesWithQueue(self.devices).isEmpty, (try? tracer.attachTransmitHook()) != nil {
             transmitAttached = true
         }
     }
@@ -153,27 +156,103 @@ public final class TraceSession: @unchecked Sendable {
                 continue
             }
             nextWindow = nextWindow.addingTimeInterval(window)
-            refreshNamesIfUnknown()
-            guard let recording else { continue }
-            let status = RecordingStatus(monotonicNs: monotonicNs(), counters: counters(), softirqRunNs: softirqRunNs())
-            let why = incidentRequested()
-            let fired: String? = lock.withLock {
-                switch recording {
-                case .file(let w):
-                    w.write(status: status)
-                    return nil
-                case .flightRecorder(let f):
-                    if let why { f.request(why) }
-                    return f.closeWindow(status: status)
-                }
-            }
-            if let fired { onEvent(.incident(fired)) }
-            if let e = lock.withLock({ recording.writer?.error }) {
-                onEvent(.recordingStopped("\(e)"))
-                break
-            }
+            let events = closeWindow(incidentRequested: incidentRequested())
+            for e in events { onEvent(e) }
+            if events.contains(where: { if case .recordingStopped = $0 { true } else { false } }) { break }
         }
     }
+
+    /// One window's work, at its end: names for hops that reach unknown ends, and
+    /// the recording's status chunk or the flight recorder's decision (`why`: an
+    /// incident asked for, e.g. SIGUSR1). Returns what happened; a failed recording
+    /// is `.recordingStopped` (stop tracing then).
+    public func closeWindow(incidentRequested why: String? = nil) -> [SessionEvent] {
+        refreshNamesIfUnknown()
+        guard let recording else { return [] }
+        let status = RecordingStatus(monotonicNs: monotonicNs(), counters: counters(), softirqRunNs: softirqRunNs())
+        var events: [SessionEvent] = []
+        let fired: String? = lock.withLock {
+            switch recording {
+            case .file(let w):
+                w.write(status: status)
+                return nil
+            case .flightRecorder(let f):
+                if let why { f.request(why) }
+                return f.closeWindow(status: status)
+            }
+        }
+        if let fired { events.append(.incident(fired)) }
+        if let e = lock.withLock({ recording.writer?.error }) { events.append(.recordingStopped("\(e)")) }
+        return events
+    }
+
+    /// Whether the flight recorder is writing an incident (its after-windows).
+    public var isWritingIncident: Bool {
+        guard case .flightRecorder(let f) = recording else { return false }
+        return lock.withLock { f.isWriting }
+    }
+
+    /// What `follow` changed.
+    public struct DeviceChanges: Sendable {
+        public var attached: [DeviceSelection] = []
+        public var detached: [DeviceSelection] = []
+        /// Devices that could not be attached (gone meanwhile, or a kernel refusal), with why.
+        public var failed: [(device: DeviceSelection, error: String)] = []
+        public var isEmpty: Bool { attached.isEmpty && detached.isEmpty && failed.isEmpty }
+    }
+
+    /// Follows the node (the agent): attaches the devices of `wanted` not attached
+    /// yet and detaches those attached and no longer wanted, matching devices by
+    /// endpoint (their labels change as names are learnt) and ingress. The hops and
+    /// drops of devices that left (`gone`) are forgotten: their series end. `newNames`
+    /// (the node read again) win over the names known, which stay for what is gone.
+    /// Works paused too: new devices' tcx programs pause with the rest (the switch
+    /// is global).
+    public func follow(devices wanted: [DeviceSelection], gone: Set<Endpoint>, names newNames: NameTable) -> DeviceChanges {
+        struct Key: Hashable { var endpoint: Endpoint?, ifname: String, netnsPath: String, ingress: Bool }
+        func key(_ d: DeviceSelection) -> Key {
+            // by endpoint where discovery gave one, else by place
+            d.endpoint.map { Key(endpoint: $0, ifname: "", netnsPath: "", ingress: d.ingress) }
+                ?? Key(endpoint: nil, ifname: d.ifname, netnsPath: d.netnsPath, ingress: d.ingress)
+        }
+        var changes = DeviceChanges()
+        let wantedKeys = Set(wanted.map(key))
+        let current = lock.withLock { attachments }
+        let currentKeys = Set(current.map { key($0.device) })
+        var kept: [(device: DeviceSelection, attachment: Tracer.Attachment)] = []
+        for a in current {
+            if wantedKeys.contains(key(a.device)) {
+                kept.append(a)
+            } else {
+                tracer.detach(a.attachment)
+                changes.detached.append(a.device)
+            }
+        }
+        for d in wanted where !currentKeys.contains(key(d)) {
+            do throws(TracerError) {
+                kept.append((d, try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress)))
+                changes.attached.append(d)
+            } catch {
+                changes.failed.append((d, error.description))
+            }
+        }
+        lock.withLock {
+            attachments = kept
+            aggregate.forget(endpoints: gone)
+            var merged = newNames
+            merged.merge(names)
+            names = merged
+        }
+        return changes
+    }
+
+    /// Stops tracing without detaching (the agent's budget): see `Tracer.pause`.
+    public func pause() { tracer.pause() }
+
+    /// Traces again after `pause`.
+    public func resume() throws(TracerError) { try tracer.resume() }
+
+    public var isPaused: Bool { tracer.isPaused }
 
     /// Kernel counters so far.
     public func counters() -> TracerCounters { (try? tracer.counters()) ?? TracerCounters() }
@@ -182,6 +261,12 @@ public final class TraceSession: @unchecked Sendable {
     public func softirqRunNs() -> [UInt64] {
         guard options.softirq, let perCPU = try? tracer.softirqCounters() else { return [] }
         return perCPU.map { $0.reduce(0) { $0 + $1.runNs } }
+    }
+
+    /// Softirq counters per CPU and vector since load (nil when off).
+    public func softirqCounters() -> [[SoftirqCounters]]? {
+        guard options.softirq else { return nil }
+        return try? tracer.softirqCounters()
     }
 
     /// Records seen so far (up to `keepRecords`).
@@ -208,6 +293,23 @@ public final class TraceSession: @unchecked Sendable {
         lock.withLock { names.merge(found) }
         return true
     }
+
+    /// Reads the aggregate and the names as they are now (under the drain's lock:
+    /// keep `body` short, e.g. copy what is needed).
+    public func withAggregate<T>(_ body: (TraceAggregate, NameTable) -> T) -> T {
+        lock.withLock { body(aggregate, names) }
+    }
+
+    /// BPF run time of this session's programs since it started, nanoseconds (0 when
+    /// run-time statistics are off).
+    public func bpfRunNs() -> UInt64 {
+        guard statsAvailable, let now = try? tracer.programStats() else { return 0 }
+        let before = Dictionary(startStats.map { ($0.name, $0.runTimeNs) }, uniquingKeysWith: { a, _ in a })
+        return now.reduce(UInt64(0)) { $0 + ($1.runTimeNs &- (before[$1.name] ?? 0)) }
+    }
+
+    /// CPU time of the drain thread so far, nanoseconds.
+    public var drainCPUNsSoFar: UInt64 { drainCPUNs ?? drain?.cpuNs ?? 0 }
 
     /// A report of what has been seen so far, without stopping.
     public func snapshot() -> Report { makeReport() }
@@ -257,9 +359,8 @@ public final class TraceSession: @unchecked Sendable {
         let counters = (try? tracer.counters()) ?? TracerCounters()
         let packets = lock.withLock { aggregate.packetsFollowed }
         var cost = TracerCost(consumerCPUPercent: seconds > 0 ? 100 * cpu / seconds : 0)
-        if statsAvailable, let now = try? tracer.programStats() {
-            let before = Dictionary(startStats.map { ($0.name, $0.runTimeNs) }, uniquingKeysWith: { a, _ in a })
-            let bpfNs = now.reduce(UInt64(0)) { $0 + ($1.runTimeNs &- (before[$1.name] ?? 0)) }
+        if statsAvailable {
+            let bpfNs = bpfRunNs()
             cost.bpfCPUPercent = seconds > 0 ? 100 * Double(bpfNs) / 1e9 / seconds : 0
             if packets > 0 { cost.bpfNsPerPacket = Double(bpfNs) / Double(packets) }
         }

@@ -1,0 +1,311 @@
+import Foundation
+import HoptraceCore
+import HoptraceMetrics
+import HoptraceNode
+import HoptraceRecording
+import HoptraceTracer
+
+/// How the agent runs (`hoptrace serve`'s options).
+public struct AgentOptions: Sendable {
+    /// Where the host's /proc, /run, /var/log/pods ... are (the container's /host).
+    public var hostRoot = "/"
+    public var tracer = TracerOptions()
+    /// What tracing may cost, percent of the node's CPU (all of its CPUs).
+    public var cpuBudgetPercent = 2.0
+    public var budgetPeriodSeconds = 10.0
+    /// Windows: the triggers' and incident recordings' unit, and the metrics' refresh.
+    public var windowNs: UInt64 = 1_000_000_000
+    public var triggers: [Trigger] = []
+    /// Backlog drops in /proc/net/softnet_stat trigger an incident.
+    public var softnetTrigger = true
+    /// Incident recordings go here, a file each (none when nil).
+    public var incidentsDirectory: String?
+    public var keepBytes: UInt64 = 2 << 30
+    /// Kept in memory before a trigger, and traced continuously after it.
+    public var beforeSeconds = 30.0
+    public var maxIncidentSeconds = 30.0
+    public var cooldownSeconds = 60.0
+    /// The node is read again this often even without a notification (a safety net).
+    public var rescanSeconds = 30.0
+    public var flowCapacity = 10_000
+    public var version = ""
+
+    public init() {}
+}
+
+/// The node agent: one trace session, loaded once, that follows the node's veths
+/// as they come and go, stays within a CPU budget, watches triggers, writes
+/// incidents, and keeps what it serves (metrics in each format asked for, the
+/// report, the incident list) ready in memory, rebuilt each window, so a request
+/// only copies bytes. `run` is its loop, on the caller's thread; the other public
+/// methods may be called from any thread (the HTTP server's).
+public final class Agent: @unchecked Sendable {
+    public let options: AgentOptions
+    private let session: TraceSession
+    private let watcher: NodeWatcher
+    private var duty: DutyCycle
+    private let flight: FlightRecorder
+    public let store: IncidentStore?
+    private let startedAt = Date()
+    private var lastRescan = Date.distantPast
+    private var softnetDrops: UInt64?
+
+    /// Guards what the HTTP side reads and asks for.
+    private let lock = NSLock()
+    private var snapshot = MetricsSnapshot()
+    private var encoded: [String: [UInt8]] = [:]      // by content type
+    private var formatsAsked: [String: Exposition.Format] = [:]
+    private var reportJSON: [UInt8] = Array("{}".utf8)
+    private var incidentCounts: [String: UInt64] = [:]
+    private var requested: String?
+    private var lastWindowAt = Date()
+    private var devicesTraced = 0
+    private var lastChanges: String = ""
+    private var share = 1.0
+
+    /// Reads the node, loads the programs and attaches to every veth (none is fine:
+    /// pods come later). Needs root (or the capabilities `Privileges.kept` lists
+    /// plus CAP_SYS_ADMIN at load).
+    public init(options: AgentOptions) throws(AgentError) {
+        self.options = options
+        let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        duty = DutyCycle(budget: options.cpuBudgetPercent / 100 * Double(cpus), period: options.budgetPeriodSeconds)
+        let topology = Discovery.topology(root: options.hostRoot)
+        let devices = (try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []
+        var tracer = options.tracer
+        tracer.runTimeStats = true // the budget is measured, not guessed
+        let windows = { (seconds: Double) in max(1, Int((seconds * 1e9 / Double(options.windowNs)).rounded(.up))) }
+        let names = topology.names
+        var store: IncidentStore?
+        if let dir = options.incidentsDirectory {
+            do throws(RecordingError) {
+                store = try IncidentStore(directory: dir, keepBytes: options.keepBytes) { [windowNs = options.windowNs, version = options.version] in
+                    TraceSession.recordingMetadata(devices: [], names: names, options: tracer, windowNs: windowNs, version: version)
+                }
+            } catch {
+                throw AgentError("\(error); choose another --incidents directory")
+            }
+        }
+        self.store = store
+        flight = FlightRecorder(output: store.map { .store($0) } ?? .discard, triggers: options.triggers,
+                                keepWindows: windows(options.beforeSeconds), afterWindows: windows(options.maxIncidentSeconds),
+                                cooldownWindows: windows(options.cooldownSeconds), maxRecords: 500_000, reasons: DropReasons.running())
+        do {
+            session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: options.flowCapacity,
+                                       recording: .flightRecorder(flight), hostRoot: options.hostRoot)
+        } catch {
+            throw AgentError("cannot start tracing: \(error)")
+        }
+        flight.incidentEnd = { [session, windowNs = options.windowNs] status, windows in
+            RecordingEnd(status: status, durationSeconds: Double(windows) * Double(windowNs) / 1e9, softirq: .disabled,
+                         names: session.withAggregate { $1 })
+        }
+        watcher = NodeWatcher(root: options.hostRoot)
+        watcher.watch(namespaces: topology.namespaces)
+        devicesTraced = devices.count
+        softnetDrops = Softnet.backlogDrops(procRoot: Self.procRoot(options.hostRoot))
+    }
+
+    private static func procRoot(_ hostRoot: String) -> String { (hostRoot.hasSuffix("/") ? hostRoot : hostRoot + "/") + "proc" }
+
+    static func monotonicSeconds() -> Double { Double(monotonicNs()) / 1e9 }
+
+    /// Devices attached now.
+    public var devices: [DeviceSelection] { session.devices }
+
+    /// Runs until `stopRequested()`: follows the node, keeps the budget, closes a
+    /// window each `windowNs` (triggers, incidents, metrics). `signalRequested()`
+    /// (SIGUSR1) asks for an incident. Returns promptly (within ~100 ms) once asked.
+    public func run(stopRequested: () -> Bool, signalRequested: () -> Bool = { false }) {
+        session.start()
+        rebuild()
+        let window = Double(max(options.windowNs, 10_000_000)) / 1e9
+        var nextWindow = Date().addingTimeInterval(window)
+        while !stopRequested() {
+            // link notifications, or the safety-net rescan: follow the node
+            let changed = watcher.wait(timeoutMs: 100)
+            if changed || Date().timeIntervalSince(lastRescan) >= options.rescanSeconds {
+                if changed { _ = watcher.wait(timeoutMs: 50) } // a pod's veths come in a burst
+                followNode()
+            }
+            keepBudget()
+            if signalRequested() { request("signal") }
+            if Date() >= nextWindow {
+                nextWindow = Date().addingTimeInterval(window)
+                closeWindow()
+            }
+        }
+    }
+
+    /// Reads the node again and attaches to new veths, detaches from gone ones.
+    private func followNode() {
+        lastRescan = Date()
+        let topology = Discovery.topology(root: options.hostRoot)
+        let wanted = (try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []
+        let present = Set(topology.devices.map(\.endpoint))
+        let gone = Set(session.devices.compactMap(\.endpoint).filter { !present.contains($0) })
+        let changes = session.follow(devices: wanted, gone: gone, names: topology.names)
+        watcher.watch(namespaces: topology.namespaces)
+        if !changes.isEmpty {
+            lock.withLock {
+                devicesTraced = wanted.count - changes.failed.count
+                lastChanges = "+\(changes.attached.count) -\(changes.detached.count)"
+                    + (changes.failed.isEmpty ? "" : " failed: " + changes.failed.map { "\($0.device.label): \($0.error)" }.joined(separator: "; "))
+            }
+        }
+    }
+
+    /// What tracing has cost so far: BPF run time and this process's CPU, seconds.
+    private func costSoFar() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return Double(session.bpfRunNs()) / 1e9 + cpu
+    }
+
+    private func keepBudget() {
+        let now = Self.monotonicSeconds()
+        let on = duty.tracing(now: now, cost: costSoFar(), forced: session.isWritingIncident || hasRequest)
+        lock.withLock { share = duty.share }
+        if on && session.isPaused {
+            try? session.resume()
+        } else if !on && !session.isPaused {
+            session.pause()
+        }
+    }
+
+    private var hasRequest: Bool { lock.withLock { requested != nil } }
+
+    /// Asks for an incident at the next window (SIGUSR1, POST /trigger).
+    public func request(_ why: String) {
+        lock.withLock { if requested == nil { requested = why } }
+        // traced from now on, so the incident holds what follows the request
+        if session.isPaused { try? session.resume() }
+    }
+
+    private func closeWindow() {
+        var why = lock.withLock { () -> String? in
+            defer { requested = nil }
+            return requested
+        }
+        if options.softnetTrigger, let now = Softnet.backlogDrops(procRoot: Self.procRoot(options.hostRoot)) {
+            if let before = softnetDrops, now > before, why == nil { why = "softnet-drops" }
+            softnetDrops = now
+        }
+        for event in session.closeWindow(incidentRequested: why) {
+            if case .incident(let fired) = event {
+                lock.withLock { incidentCounts[Self.triggerLabel(fired), default: 0] += 1 }
+            }
+        }
+        rebuild()
+    }
+
+    /// The `trigger` label of an incident: the trigger as configured, without the
+    /// value that fired it ("p99>2.00ms (5.1ms)" -> "p99>2.00ms", "drop NO_SOCKET" ->
+    /// "drop:NO_SOCKET"), so the label's values are few.
+    static func triggerLabel(_ why: String) -> String {
+        if let paren = why.range(of: " (") { return String(why[..<paren.lowerBound]) }
+        if why.hasPrefix("drop ") { return "drop:" + why.dropFirst(5) }
+        return why
+    }
+
+    /// Builds the snapshot and re-encodes every format asked for so far.
+    private func rebuild() {
+        var s = session.withAggregate { aggregate, names in Self.metrics(aggregate, names: names) }
+        let counters = session.counters()
+        s.lostRecords = counters.lost
+        s.unseenPackets = counters.unseen
+        s.bpfRunSeconds = Double(session.bpfRunNs()) / 1e9
+        s.consumerCPUSeconds = Double(session.drainCPUNsSoFar) / 1e9
+        s.tracingActiveRatio = duty.lastPeriodActiveRatio
+        if let perCPU = session.softirqCounters() {
+            for (cpu, vectors) in perCPU.enumerated() {
+                for v in SoftirqVector.allCases where v.rawValue < vectors.count {
+                    let c = vectors[v.rawValue]
+                    guard c.runs > 0 || c.delays > 0 else { continue }
+                    s.softirq.append(.init(cpu: cpu, vector: v.key, runSeconds: Double(c.runNs) / 1e9, delay: c.delayHistogram))
+                }
+            }
+        }
+        s.builtAtUnixSeconds = Date().timeIntervalSince1970
+        let report = session.snapshot()
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = (try? enc.encode(report)).map { Array($0) } ?? Array("{}".utf8)
+        lock.withLock {
+            s.incidents = incidentCounts
+            snapshot = s
+            encoded = formatsAsked.mapValues { Exposition.encode(s, format: $0) }
+            reportJSON = json
+            lastWindowAt = Date()
+        }
+    }
+
+    /// The snapshot of an aggregate: per hop its latency, segments and packets, drops
+    /// by reason; ends named by workload and device.
+    static func metrics(_ a: TraceAggregate, names: NameTable) -> MetricsSnapshot {
+        var s = MetricsSnapshot()
+        let reasons = DropReasons.running()
+        for (key, stats) in zip(a.hops.keys, a.hops.stats) where stats.records > 0 {
+            let segments = Segment.allCases.compactMap { seg in stats.segment(seg).map { (segment: seg, latency: $0) } }
+            s.hops.append(.init(from: names.label(key.from), to: names.label(key.to), latency: stats.total, segments: segments,
+                                packets: stats.packets))
+        }
+        for (key, count) in a.drops {
+            s.drops.append(.init(from: names.label(key.hop.from), to: names.label(key.hop.to), reason: reasons.name(key.reason),
+                                 packets: count))
+        }
+        return s
+    }
+
+    // MARK: what the HTTP side serves (any thread)
+
+    /// The metrics in `format`, from the last window's snapshot. A format asked for
+    /// the first time is encoded now, and then at every window.
+    public func metrics(_ format: Exposition.Format) -> [UInt8] {
+        lock.withLock {
+            if let bytes = encoded[format.contentType] { return bytes }
+            formatsAsked[format.contentType] = format
+            let bytes = Exposition.encode(snapshot, format: format)
+            encoded[format.contentType] = bytes
+            return bytes
+        }
+    }
+
+    /// The current report (schema of `hoptrace trace --json`), as of the last window.
+    public var report: [UInt8] { lock.withLock { reportJSON } }
+
+    /// Incident files, oldest first, as JSON.
+    public var incidentsJSON: [UInt8] {
+        struct Listing: Encodable {
+            var directory: String?
+            var keepBytes: UInt64
+            var files: [IncidentStore.File]
+            var incidents: [String: UInt64]
+        }
+        let listing = Listing(directory: store?.directory, keepBytes: options.keepBytes, files: store?.files() ?? [],
+                              incidents: lock.withLock { incidentCounts })
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        return (try? enc.encode(listing)).map { Array($0) } ?? []
+    }
+
+    /// Healthy while windows close on time (the loop is alive); the text says how
+    /// the agent is doing.
+    public var health: (ok: Bool, text: String) {
+        lock.withLock {
+            let late = Date().timeIntervalSince(lastWindowAt)
+            let ok = late < 10 * Double(options.windowNs) / 1e9 + 5
+            let text = "\(ok ? "ok" : "stalled: no window closed for \(Int(late)) s"); devices \(devicesTraced); "
+                + "tracing share \(String(format: "%.2f", share)); incidents \(incidentCounts.values.reduce(0, +))"
+                + (lastChanges.isEmpty ? "" : "; last change \(lastChanges)") + "\n"
+            return (ok, text)
+        }
+    }
+
+    /// Stops tracing: detaches everything, ends an incident being written.
+    public func stop() {
+        _ = try? session.stop()
+    }
+}

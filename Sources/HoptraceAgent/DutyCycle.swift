@@ -1,0 +1,82 @@
+/// The agent's CPU budget: while its hooks are attached any tracer here costs a
+/// small-packet path about a quarter of its CPU, and sampling does not help (the
+/// hooks still fire), so the agent traces for a share of each period and is paused
+/// for the rest. The share is sized from what tracing was measured to cost (BPF run
+/// time plus the process's CPU) per second traced, so the cost stays within the
+/// budget; when tracing is cheap (a quiet node) the share is 1, continuous.
+///
+/// Unbiased by construction: the traced stretch is one whole piece of every period,
+/// placed at a random offset, never chosen by what the traffic looks like, so the
+/// percentiles of the traced time are those of the period. An incident traces
+/// continuously whatever the budget (`forced`).
+///
+/// Pure arithmetic over times and cumulative costs, so it is tested without root.
+public struct DutyCycle: Sendable {
+    /// CPU-seconds per second the tracing may cost (a fraction of the node's CPUs).
+    public let budget: Double
+    /// Seconds per period.
+    public let period: Double
+    /// The least share of a period traced however costly tracing is.
+    public let minShare: Double
+
+    /// The share of this period traced.
+    public private(set) var share: Double = 1
+    /// Seconds traced and elapsed in the last whole period (its active ratio).
+    public private(set) var lastPeriodActiveRatio: Double = 1
+    /// Cost per traced second measured in the last period (CPU-seconds per second).
+    public private(set) var costPerTracedSecond: Double = 0
+
+    private var periodStart: Double?
+    private var onFrom = 0.0, onUntil = 0.0
+    private var costAtPeriodStart = 0.0
+    private var tracedThisPeriod = 0.0
+    private var lastNow = 0.0
+    private var lastOn = true
+    private let random: @Sendable () -> Double
+
+    /// `random()` gives a number in 0..<1 (the offset of each period's traced stretch).
+    public init(budget: Double, period: Double = 10, minShare: Double = 0.02,
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+        precondition(budget > 0 && period > 0)
+        self.budget = budget
+        self.period = period
+        self.minShare = minShare
+        self.random = random
+    }
+
+    /// Whether the hooks should be attached at `now` (seconds, monotonic), given the
+    /// cost so far (cumulative CPU-seconds) and whether an incident holds tracing on.
+    /// Call it often (the agent: every 100 ms); the answer changes at most twice a
+    /// period, plus for incidents.
+    public mutating func tracing(now: Double, cost: Double, forced: Bool = false) -> Bool {
+        if lastOn { tracedThisPeriod += max(0, now - lastNow) }
+        lastNow = now
+        if periodStart == nil {
+            // the first period traces all of it: the measure the next one is sized from
+            startPeriod(now: now, cost: cost, share: 1)
+        } else if now >= periodStart! + period {
+            let elapsed = now - periodStart!
+            lastPeriodActiveRatio = min(1, tracedThisPeriod / elapsed)
+            if tracedThisPeriod > 0.05 * period {
+                costPerTracedSecond = max(0, cost - costAtPeriodStart) / tracedThisPeriod
+            }
+            var next = costPerTracedSecond > 0 ? budget / costPerTracedSecond : 1
+            // a share grows at most fourfold per period: a measure taken while
+            // paused most of the time is a small sample
+            next = min(next, 4 * share)
+            startPeriod(now: now, cost: cost, share: min(1, max(minShare, next)))
+        }
+        lastOn = forced || (now >= onFrom && now < onUntil)
+        return lastOn
+    }
+
+    private mutating func startPeriod(now: Double, cost: Double, share: Double) {
+        self.share = share
+        periodStart = now
+        costAtPeriodStart = cost
+        tracedThisPeriod = 0
+        let offset = share >= 1 ? 0 : random() * (1 - share) * period
+        onFrom = now + offset
+        onUntil = share >= 1 ? now + period + 1 : onFrom + share * period
+    }
+}

@@ -1,0 +1,106 @@
+import Synchronization
+import XCTest
+
+@testable import HoptraceAgent
+
+/// A fixed sequence in 0..<1 (the tests must not flake).
+final class FixedRandom: Sendable {
+    private let state: Mutex<UInt64>
+    init(seed: UInt64) { state = Mutex(seed) }
+    func next() -> Double {
+        state.withLock { s in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Double(s >> 11) / Double(1 << 53)
+        }
+    }
+}
+
+final class DutyCycleTests: XCTestCase {
+    /// Simulates `periods` periods: tracing costs `costWhileOn` CPU-seconds per second
+    /// traced and `costWhileOff` per second paused; returns the cost per second of the
+    /// last `measured` periods and the share the cycle settled on.
+    func simulate(budget: Double, costWhileOn: Double, costWhileOff: Double = 0, periods: Int = 30,
+                  measured: Int = 10, forcedAt: ClosedRange<Double>? = nil) -> (costRate: Double, share: Double, onRatio: Double) {
+        let random = FixedRandom(seed: 42)
+        var d = DutyCycle(budget: budget, period: 10, random: { random.next() })
+        var cost = 0.0, t = 0.0, on = true
+        let step = 0.1, end = Double(periods) * 10, from = end - Double(measured) * 10
+        var costFrom = 0.0, onTime = 0.0
+        while t < end {
+            if t >= from && t - step < from { costFrom = cost }
+            on = d.tracing(now: t, cost: cost, forced: forcedAt?.contains(t) ?? false)
+            cost += (on ? costWhileOn : costWhileOff) * step
+            if t >= from && on { onTime += step }
+            t += step
+        }
+        return ((cost - costFrom) / (end - from), d.share, onTime / (end - from))
+    }
+
+    /// A busy node: tracing would cost 25 % of a CPU; the budget of 0.04 CPU
+    /// (2 % of 2 CPUs) holds, within a tenth, and the share is what it buys.
+    func testCostStaysWithinTheBudget() {
+        let r = simulate(budget: 0.04, costWhileOn: 0.25, costWhileOff: 0.002)
+        XCTAssertLessThanOrEqual(r.costRate, 0.04 * 1.1, "\(r)")
+        XCTAssertGreaterThan(r.costRate, 0.04 * 0.7, "the budget should be used, not wasted: \(r)")
+        XCTAssertEqual(r.share, 0.04 / 0.25, accuracy: 0.03, "\(r)")
+    }
+
+    /// A quiet node: tracing is cheap, so it is continuous.
+    func testCheapTracingIsContinuous() {
+        let r = simulate(budget: 0.04, costWhileOn: 0.01)
+        XCTAssertEqual(r.share, 1)
+        XCTAssertEqual(r.onRatio, 1, accuracy: 0.02)
+    }
+
+    /// However costly, some of every period is traced.
+    func testMinimumShare() {
+        let r = simulate(budget: 0.001, costWhileOn: 1.0)
+        XCTAssertEqual(r.share, 0.02, accuracy: 0.001)
+        XCTAssertGreaterThan(r.onRatio, 0.015)
+    }
+
+    /// The traced stretch moves within the period (never the same part of it), so a
+    /// periodic burst is not always missed or always caught.
+    func testTracedStretchMoves() {
+        let random = FixedRandom(seed: 7)
+        var d = DutyCycle(budget: 0.04, period: 10, random: { random.next() })
+        var cost = 0.0, starts = Set<Int>(), wasOn = true
+        for i in 0..<3000 {
+            let t = Double(i) * 0.1
+            let on = d.tracing(now: t, cost: cost)
+            cost += on ? 0.025 : 0 // 0.25 CPU while on
+            if on && !wasOn { starts.insert(Int(t.truncatingRemainder(dividingBy: 10))) }
+            wasOn = on
+        }
+        XCTAssertGreaterThan(starts.count, 4, "offsets within the period: \(starts.sorted())")
+    }
+
+    /// An incident traces continuously whatever the budget.
+    func testForcedIsOn() {
+        let r = simulate(budget: 0.001, costWhileOn: 1.0, periods: 10, measured: 2, forcedAt: 80...100)
+        XCTAssertEqual(r.onRatio, 1, accuracy: 0.02)
+    }
+
+    func testSoftnetStat() {
+        let text = """
+        0000a1b2 00000003 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000
+        0000c3d4 00000010 00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001
+        """
+        XCTAssertEqual(Softnet.backlogDrops(parsing: text), 0x13)
+        XCTAssertNil(Softnet.backlogDrops(parsing: "garbage"))
+        XCTAssertNil(Softnet.backlogDrops(parsing: ""))
+        XCTAssertNotNil(Softnet.backlogDrops(), "this machine's /proc/net/softnet_stat")
+    }
+
+    func testTriggerLabelsAreFew() {
+        XCTAssertEqual(Agent.triggerLabel("p99>2.00ms (5.12ms)"), "p99>2.00ms")
+        XCTAssertEqual(Agent.triggerLabel("drop NO_SOCKET"), "drop:NO_SOCKET")
+        XCTAssertEqual(Agent.triggerLabel("http"), "http")
+    }
+
+    func testCapabilitySetIsTheDeployedOne() throws {
+        XCTAssertEqual(Privileges.kept.map(\.name).sorted(),
+                       ["CAP_BPF", "CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE",
+                        "CAP_SYS_RESOURCE"])
+    }
+}
