@@ -38,6 +38,9 @@ let package = Package(
         // Prometheus exposition (text 0.0.4, OpenMetrics, native histograms over protobuf)
         // of the agent's snapshot. Pure Swift over Core: tested without root.
         .target(name: "HoptraceMetrics", dependencies: ["HoptraceCore"]),
+        // The agent's HTTP server (/metrics, /healthz, /report, /incidents, POST /trigger):
+        // one thread polling non-blocking sockets, bounded per client. Foundation and Glibc only.
+        .target(name: "HoptraceHTTP"),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
