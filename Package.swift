@@ -58,6 +58,8 @@ let package = Package(
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
+        // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
+        .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),
         .testTarget(
             name: "HoptraceIntegrationTests",
             dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
