@@ -45,6 +45,9 @@ let package = Package(
         .target(name: "HoptraceAgent",
                 dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceRecording", "HoptraceMetrics",
                                "CHoptracePrivileges"]),
+        // The agent's HTTP server (/metrics, /healthz, /report, /incidents, POST /trigger):
+        // one thread polling non-blocking sockets, bounded per client. Foundation and Glibc only.
+        .target(name: "HoptraceHTTP"),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
@@ -64,6 +67,8 @@ let package = Package(
         .testTarget(name: "HoptraceAgentTests", dependencies: ["HoptraceAgent"]),
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
+        // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
+        .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),
         .testTarget(
             name: "HoptraceIntegrationTests",
             dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
