@@ -55,13 +55,17 @@ public final class Agent: @unchecked Sendable {
     private var snapshot = MetricsSnapshot()
     private var encoded: [String: [UInt8]] = [:]      // by content type
     private var formatsAsked: [String: Exposition.Format] = [:]
+    private let reportLock = NSLock()
     private var reportJSON: [UInt8] = Array("{}".utf8)
+    private var reportMadeAt = Date.distantPast
     private var incidentCounts: [String: UInt64] = [:]
     private var requested: String?
     private var lastWindowAt = Date()
     private var devicesTraced = 0
     private var lastChanges: String = ""
     private var share = 1.0
+    /// The kernel's drop reason names, read from its BTF once.
+    private let dropReasons = DropReasons.running()
 
     /// Reads the node, loads the programs and attaches to every veth (none is fine:
     /// pods come later). Needs root (or the capabilities `Privileges.kept` lists
@@ -96,10 +100,6 @@ public final class Agent: @unchecked Sendable {
         } catch {
             throw AgentError("cannot start tracing: \(error)")
         }
-        flight.incidentEnd = { [session, windowNs = options.windowNs] status, windows in
-            RecordingEnd(status: status, durationSeconds: Double(windows) * Double(windowNs) / 1e9, softirq: .disabled,
-                         names: session.withAggregate { $1 })
-        }
         watcher = NodeWatcher(root: options.hostRoot)
         watcher.watch(namespaces: topology.namespaces)
         devicesTraced = devices.count
@@ -123,7 +123,9 @@ public final class Agent: @unchecked Sendable {
         var nextWindow = Date().addingTimeInterval(window)
         while !stopRequested() {
             // link notifications, or the safety-net rescan: follow the node
-            let changed = watcher.wait(timeoutMs: 100)
+            // at most 100 ms, less when the budget's next pause or resume is sooner
+            let untilChange = duty.nextChange - Self.monotonicSeconds()
+            let changed = watcher.wait(timeoutMs: Int32(max(1, min(100, untilChange * 1000))))
             if changed || Date().timeIntervalSince(lastRescan) >= options.rescanSeconds {
                 if changed { _ = watcher.wait(timeoutMs: 50) } // a pod's veths come in a burst
                 followNode()
@@ -165,7 +167,7 @@ public final class Agent: @unchecked Sendable {
 
     private func keepBudget() {
         let now = Self.monotonicSeconds()
-        let on = duty.tracing(now: now, cost: costSoFar(), forced: session.isWritingIncident || hasRequest)
+        let on = duty.tracing(now: now, cost: costSoFar, forced: session.isWritingIncident || hasRequest)
         lock.withLock { share = duty.share }
         if on && session.isPaused {
             try? session.resume()
@@ -211,7 +213,7 @@ public final class Agent: @unchecked Sendable {
 
     /// Builds the snapshot and re-encodes every format asked for so far.
     private func rebuild() {
-        var s = session.withAggregate { aggregate, names in Self.metrics(aggregate, names: names) }
+        var s = session.withAggregate { aggregate, names in Self.metrics(aggregate, names: names, reasons: dropReasons) }
         let counters = session.counters()
         s.lostRecords = counters.lost
         s.unseenPackets = counters.unseen
@@ -228,24 +230,18 @@ public final class Agent: @unchecked Sendable {
             }
         }
         s.builtAtUnixSeconds = Date().timeIntervalSince1970
-        let report = session.snapshot()
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let json = (try? enc.encode(report)).map { Array($0) } ?? Array("{}".utf8)
         lock.withLock {
             s.incidents = incidentCounts
             snapshot = s
             encoded = formatsAsked.mapValues { Exposition.encode(s, format: $0) }
-            reportJSON = json
             lastWindowAt = Date()
         }
     }
 
     /// The snapshot of an aggregate: per hop its latency, segments and packets, drops
     /// by reason; ends named by workload and device.
-    static func metrics(_ a: TraceAggregate, names: NameTable) -> MetricsSnapshot {
+    static func metrics(_ a: TraceAggregate, names: NameTable, reasons: DropReasons) -> MetricsSnapshot {
         var s = MetricsSnapshot()
-        let reasons = DropReasons.running()
         for (key, stats) in zip(a.hops.keys, a.hops.stats) where stats.records > 0 {
             let segments = Segment.allCases.compactMap { seg in stats.segment(seg).map { (segment: seg, latency: $0) } }
             s.hops.append(.init(from: names.label(key.from), to: names.label(key.to), latency: stats.total, segments: segments,
@@ -272,8 +268,20 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
-    /// The current report (schema of `hoptrace trace --json`), as of the last window.
-    public var report: [UInt8] { lock.withLock { reportJSON } }
+    /// The current report (schema of `hoptrace trace --json`). Made when asked (it
+    /// ranks every flow: too much to make every window for a page rarely read), at
+    /// most once a second.
+    public var report: [UInt8] {
+        reportLock.withLock {
+            if Date().timeIntervalSince(reportMadeAt) >= 1 {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys]
+                reportJSON = (try? enc.encode(session.snapshot())).map { Array($0) } ?? Array("{}".utf8)
+                reportMadeAt = Date()
+            }
+            return reportJSON
+        }
+    }
 
     /// Incident files, oldest first, as JSON.
     public var incidentsJSON: [UInt8] {

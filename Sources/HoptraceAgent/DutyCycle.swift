@@ -45,22 +45,28 @@ public struct DutyCycle: Sendable {
     }
 
     /// Whether the hooks should be attached at `now` (seconds, monotonic), given the
-    /// cost so far (cumulative CPU-seconds) and whether an incident holds tracing on.
+    /// cost so far (cumulative CPU-seconds; asked for only when a period starts, as
+    /// measuring it takes system calls) and whether an incident holds tracing on.
     /// Call it often (the agent: every 100 ms); the answer changes at most twice a
     /// period, plus for incidents.
-    public mutating func tracing(now: Double, cost: Double, forced: Bool = false) -> Bool {
+    public mutating func tracing(now: Double, cost: () -> Double, forced: Bool = false) -> Bool {
         if lastOn { tracedThisPeriod += max(0, now - lastNow) }
         lastNow = now
         if periodStart == nil {
             // the first period traces all of it: the measure the next one is sized from
-            startPeriod(now: now, cost: cost, share: 1)
+            startPeriod(now: now, cost: cost(), share: 1)
         } else if now >= periodStart! + period {
-            let elapsed = now - periodStart!
+            let elapsed = now - periodStart!, cost = cost()
+            let spent = max(0, cost - costAtPeriodStart)
             lastPeriodActiveRatio = min(1, tracedThisPeriod / elapsed)
-            if tracedThisPeriod > 0.05 * period {
-                costPerTracedSecond = max(0, cost - costAtPeriodStart) / tracedThisPeriod
+            if tracedThisPeriod > 0.01 * period {
+                costPerTracedSecond = spent / tracedThisPeriod
             }
-            var next = costPerTracedSecond > 0 ? budget / costPerTracedSecond : 1
+            // what the last period spent over its budget is taken off the next one's
+            // (what it left unspent is not saved up beyond one period's budget):
+            // the cost of pausing, resuming and draining late lands where it falls
+            let overspent = max(-budget * elapsed, spent - budget * elapsed)
+            var next = costPerTracedSecond > 0 ? max(0, budget * period - overspent) / (costPerTracedSecond * period) : 1
             // a share grows at most fourfold per period: a measure taken while
             // paused most of the time is a small sample
             next = min(next, 4 * share)
@@ -68,6 +74,15 @@ public struct DutyCycle: Sendable {
         }
         lastOn = forced || (now >= onFrom && now < onUntil)
         return lastOn
+    }
+
+    /// When the answer of `tracing` changes next if nothing is forced (seconds,
+    /// monotonic): the agent wakes then, so each traced stretch is as long as sized.
+    public var nextChange: Double {
+        guard let start = periodStart else { return 0 }
+        if lastNow < onFrom { return onFrom }
+        if lastNow < onUntil { return min(onUntil, start + period) }
+        return start + period
     }
 
     private mutating func startPeriod(now: Double, cost: Double, share: Double) {

@@ -42,6 +42,10 @@ struct Serve: ParsableCommand {
             transform: { try parsePercent($0, "--cpu-budget") })
     var cpuBudget = 2.0
 
+    @Option(help: "The budget's period: each traces for its share of it, at a random offset.",
+            transform: { try parsePositiveDuration($0, "--budget-period", example: "10s") })
+    var budgetPeriod = DurationArgument(ns: 10_000_000_000)
+
     @Option(help: "Write incident recordings here, a file each (mode 0600). Without it incidents are counted, not written.")
     var incidents: String?
 
@@ -94,6 +98,7 @@ struct Serve: ParsableCommand {
         var o = AgentOptions()
         o.hostRoot = hostRoot
         o.cpuBudgetPercent = cpuBudget
+        o.budgetPeriodSeconds = budgetPeriod.seconds
         o.windowNs = window.ns
         o.triggers = trigger
         o.incidentsDirectory = incidents

@@ -58,11 +58,9 @@ public final class FlightRecorder: RecordSink {
     /// The recording being written: always the one recording; in a store, the open
     /// incident's file (nil between incidents).
     public private(set) var writer: RecordingWriter?
-    /// In a store, how an incident's file ends (its end chunk from the last window's
-    /// status and the number of windows written): the agent sets it to add names.
-    public var incidentEnd: (RecordingStatus, Int) -> RecordingEnd = { status, _ in
-        RecordingEnd(status: status, durationSeconds: 0, softirq: .disabled)
-    }
+    /// The names an incident's file ends with, in a store (namespaces made since the
+    /// store's metadata was written): the session sets them at each window.
+    public var names: NameTable?
     /// Windows written into the open incident.
     private var incidentWindows = 0
     /// The first error opening or finishing an incident's file in a store.
@@ -217,7 +215,9 @@ public final class FlightRecorder: RecordSink {
     /// bound. Nothing for one recording (the session finishes it).
     private func finishIncident(status: RecordingStatus) {
         guard case .store(let store) = output, let w = writer else { return }
-        do throws(RecordingError) { try w.finish(incidentEnd(status, incidentWindows)) } catch { storeError = storeError ?? error }
+        let end = RecordingEnd(status: status, durationSeconds: Double(incidentWindows) * Double(w.windowNs) / 1e9,
+                               softirq: .disabled, names: names)
+        do throws(RecordingError) { try w.finish(end) } catch { storeError = storeError ?? error }
         writer = nil
         store.prune()
     }

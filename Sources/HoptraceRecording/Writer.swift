@@ -35,7 +35,7 @@ public final class RecordingWriter: RecordSink, @unchecked Sendable {
     public let path: String
     private let fd: Int32
     private var encoder = RecordEncoder()
-    private let windowNs: UInt64
+    let windowNs: UInt64
     private var chunkStartNs: UInt64?
     public private(set) var recordsWritten: UInt64 = 0
     private var closed = false

@@ -178,6 +178,7 @@ public final class TraceSession: @unchecked Sendable {
                 return nil
             case .flightRecorder(let f):
                 if let why { f.request(why) }
+                f.names = names
                 return f.closeWindow(status: status)
             }
         }

@@ -28,7 +28,7 @@ final class DutyCycleTests: XCTestCase {
         var costFrom = 0.0, onTime = 0.0
         while t < end {
             if t >= from && t - step < from { costFrom = cost }
-            on = d.tracing(now: t, cost: cost, forced: forcedAt?.contains(t) ?? false)
+            on = d.tracing(now: t, cost: { cost }, forced: forcedAt?.contains(t) ?? false)
             cost += (on ? costWhileOn : costWhileOff) * step
             if t >= from && on { onTime += step }
             t += step
@@ -67,7 +67,7 @@ final class DutyCycleTests: XCTestCase {
         var cost = 0.0, starts = Set<Int>(), wasOn = true
         for i in 0..<3000 {
             let t = Double(i) * 0.1
-            let on = d.tracing(now: t, cost: cost)
+            let on = d.tracing(now: t, cost: { cost })
             cost += on ? 0.025 : 0 // 0.25 CPU while on
             if on && !wasOn { starts.insert(Int(t.truncatingRemainder(dividingBy: 10))) }
             wasOn = on
