@@ -55,6 +55,10 @@ let package = Package(
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
+        // The deployment files (deploy/): the DaemonSet against the Kubernetes schemas,
+        // the systemd unit through systemd-analyze, both against deploy/capabilities.
+        // Reads files and runs those tools only: it needs no other target.
+        .testTarget(name: "HoptraceDeployTests"),
         .testTarget(
             name: "HoptraceIntegrationTests",
             dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
