@@ -1,4 +1,4 @@
-# hoptrace: make deps | bpf | build | test | demo | bench
+# hoptrace: make deps | bpf | build | release | install | test | demo | bench
 SWIFT ?= /opt/swift/usr/bin/swift
 CLANG ?= /opt/swift/usr/bin/clang
 BPFTOOL ?= bpftool
@@ -14,7 +14,7 @@ BPF_SRC := bpf/hoptrace.bpf.c $(wildcard bpf/*.bpf.h) bpf/vmlinux.h $(ABI)/hoptr
 # the C module as SwiftPM builds it (every .c of the target and of CHoptraceNetns), for the bench's C consumer
 CMODULE_SRC := $(wildcard Sources/CHoptraceBPF/*.c Sources/CHoptraceNetns/*.c)
 
-.PHONY: all deps bpf bpf-check vmlinux build test unit integration demo bench clean
+.PHONY: all deps bpf bpf-check vmlinux build release install test unit integration demo bench clean
 
 all: build
 
@@ -42,6 +42,29 @@ vmlinux:
 
 build: deps
 	$(SWIFT) build -c $(CONFIG)
+
+# The binary to ship (deploy/Containerfile, deploy/systemd): the Swift runtime and
+# Foundation linked in statically, so a node needs only glibc, libstdc++, libbpf,
+# libelf, zlib and libzstd. Fails if any Swift library is still linked dynamically.
+RELEASE_BIN := .build/release/hoptrace
+# prints the binary's libraries; fails if one of them is the Swift runtime's
+STATIC_CHECK = ldd $(RELEASE_BIN); \
+	if ldd $(RELEASE_BIN) | grep -E 'libswift|libFoundation|lib_Foundation|libdispatch|libBlocksRuntime'; then \
+		echo "$(RELEASE_BIN): links the Swift runtime dynamically: run 'make release'" >&2; exit 1; fi
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product hoptrace
+	@$(STATIC_CHECK); echo "release: $(RELEASE_BIN), $$(stat -c %s $(RELEASE_BIN)) bytes, no Swift library linked dynamically"
+
+# The binary `make release` made, and the systemd unit. Builds nothing and installs no
+# packages (a node needs no toolchain); refuses a binary that is not statically linked
+# (`make build` makes one that needs the toolchain's libraries). The unit runs
+# /usr/local/bin/hoptrace, so the path is fixed; DESTDIR stages into a package root.
+install:
+	@test -x $(RELEASE_BIN) || { echo "install: no $(RELEASE_BIN): run 'make release' first" >&2; exit 1; }
+	@{ $(STATIC_CHECK); } >/dev/null
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)/usr/local/bin/hoptrace
+	install -D -m 0644 deploy/systemd/hoptrace.service $(DESTDIR)/etc/systemd/system/hoptrace.service
+	@echo "install: done; start it with: systemctl daemon-reload && systemctl enable --now hoptrace"
 
 # Unit tests (no root) and integration tests (root, real BPF, namespace labs).
 test: deps bpf-check

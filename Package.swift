@@ -69,6 +69,10 @@ let package = Package(
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
         .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),
+        // The deployment files (deploy/): the DaemonSet against the Kubernetes schemas,
+        // the systemd unit through systemd-analyze, both against deploy/capabilities.
+        // Reads files and runs those tools only: it needs no other target.
+        .testTarget(name: "HoptraceDeployTests"),
         .testTarget(
             name: "HoptraceIntegrationTests",
             dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]

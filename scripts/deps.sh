@@ -3,8 +3,9 @@
 # Idempotent: packages already installed are left alone, and apt is not touched
 # when nothing is missing.
 set -euo pipefail
+# systemd: systemd-analyze, for the test that verifies deploy/systemd/hoptrace.service
 pkgs=(libbpf-dev libelf-dev zlib1g-dev libzstd-dev bpftool iproute2 iperf3 sockperf util-linux
-      nftables bpftrace tcpdump ethtool python3-pip prometheus)
+      nftables bpftrace tcpdump ethtool python3-pip prometheus systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
