@@ -53,8 +53,10 @@ public struct DutyCycle: Sendable {
         if lastOn { tracedThisPeriod += max(0, now - lastNow) }
         lastNow = now
         if periodStart == nil {
-            // the first period traces all of it: the measure the next one is sized from
-            startPeriod(now: now, cost: cost(), share: 1)
+            // what tracing costs here is not known yet: the first period traces a
+            // quarter of itself, the measure the next is sized from (a quiet node is
+            // traced continuously from the third period on: a share grows fourfold)
+            startPeriod(now: now, cost: cost(), share: 0.25)
         } else if now >= periodStart! + period {
             let elapsed = now - periodStart!, cost = cost()
             let spent = max(0, cost - costAtPeriodStart)

@@ -109,6 +109,12 @@ final class PinnedBench {
             hoptraceVariant("trace", "trace", []),
             hoptraceVariant("trace --sample 100", "trace_sample_100", ["--sample", "100"]),
             hoptraceVariant("trace --softirq off", "trace_softirq_off", ["--softirq", "off"]),
+            // the agent at its default budget (2 % of the node); periods of 2 s (10 s by
+            // default) so that each measurement holds whole ones
+            Variant(name: "serve (2 % budget)", key: "serve") { [self] in
+                try startObserver([hoptrace, "serve", "--listen", "127.0.0.1:0", "--budget-period", "2s"],
+                                  ready: "hoptrace: serving on", readyOnStderr: true, cpus: observerCPUs)
+            },
             Variant(name: "bpftrace peer.bt", key: "bpftrace_peer") { [self] in try startBpftrace("bench/peer.bt", cpus: observerCPUs) },
             Variant(name: "bare tc", key: "bare_tc") { [self] in
                 try startObserver(["\(tools)/bare_tc", "\(tools)/bare_tc.bpf.o"] + devices, ready: "attached", cpus: observerCPUs)

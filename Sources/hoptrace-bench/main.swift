@@ -233,7 +233,9 @@ final class LiveCount: @unchecked Sendable {
 let overheadOnly = args.contains("--overhead-only")
 /// `--discovery-only`: just the discovery figures (`Discovery.topology()` and `hoptrace list`).
 let discoveryOnly = args.contains("--discovery-only")
-if !overheadOnly && !discoveryOnly && !pinnedOnly {
+/// `--serve-only`: just the agent's figures (attach, hot-plug, memory, scrape, idle CPU).
+let serveOnly = args.contains("--serve-only")
+if !overheadOnly && !discoveryOnly && !pinnedOnly && !serveOnly {
     say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
     let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)
     var consumer: [String: Any] = ["swift_records_per_second": swift.rate.rounded(),
@@ -282,9 +284,20 @@ if !overheadOnly && !discoveryOnly && !pinnedOnly {
 
 // MARK: discovery: a node with 100 and 500 veth pairs
 
-if !overheadOnly && !pinnedOnly {
+if !overheadOnly && !pinnedOnly && !serveOnly {
     results["discovery"] = try discoveryBench(runs: 3, hoptrace: hoptraceBinary)
     if discoveryOnly {
+        print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+        exit(0)
+    }
+}
+
+// MARK: the agent on 500 veth pairs
+
+if serveOnly || (!overheadOnly && !pinnedOnly && !discoveryOnly) {
+    say("serve: hoptrace serve on 500 veth pairs")
+    results["serve"] = try serveFigures(pairs: 500, hoptrace: hoptraceBinary)
+    if serveOnly {
         print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         exit(0)
     }
