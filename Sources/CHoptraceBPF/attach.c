@@ -31,6 +31,7 @@ struct attach_job {
 	int directions;   /* HT_DIR_* */
 	int mode;
 	int sweep_only;
+	int sweep_first;  /* remove clsact filters a killed hoptrace left, then attach */
 	int link_fd[2];
 	int ifindex;
 	int used_mode;
@@ -84,11 +85,12 @@ static void *attach_thread(void *arg)
 		j->call = "if_nametoindex";
 		return NULL;
 	}
-	if (j->sweep_only) {
+	if (j->sweep_only || j->sweep_first) {
 		for (int dir = 0; dir < 2; dir++)
 			if (tc_detach_one(j->ifindex, dir == 0) == 0)
 				j->swept++;
-		return NULL;
+		if (j->sweep_only)
+			return NULL;
 	}
 	if (j->mode != HT_ATTACH_CLSACT) {
 		for (int dir = 0; dir < 2; dir++) {
@@ -167,38 +169,97 @@ static int device_slot(struct ht_tracer *t)
 	return t->ndevices++;
 }
 
+/* Jobs run at once, each on its own thread: a tcx attach waits for an RCU grace
+ * period (milliseconds), which jobs in flight together share. */
+#define HT_ATTACH_PARALLEL 64
+
+int ht_attach_devices(struct ht_tracer *t, const struct ht_device_request *reqs, int n,
+		      struct ht_attachment *out, struct ht_error *errs)
+{
+	struct attach_job *jobs = calloc(n > 0 ? n : 1, sizeof(*jobs));
+	pthread_t *threads = calloc(n > 0 ? n : 1, sizeof(*threads));
+	int attached = 0;
+
+	if (!jobs || !threads) {
+		free(jobs);
+		free(threads);
+		for (int i = 0; i < n; i++)
+			fail(&errs[i], ENOMEM, "attach(calloc)");
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		jobs[i] = (struct attach_job){
+			.netns_path = reqs[i].netns_path, .ifname = reqs[i].ifname, .mode = reqs[i].mode,
+			.directions = reqs[i].directions, .sweep_first = reqs[i].sweep_first,
+			.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
+				     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
+		};
+	for (int from = 0; from < n; from += HT_ATTACH_PARALLEL) {
+		int to = from + HT_ATTACH_PARALLEL < n ? from + HT_ATTACH_PARALLEL : n;
+
+		for (int i = from; i < to; i++) {
+			int rc = pthread_create(&threads[i], NULL, attach_thread, &jobs[i]);
+
+			if (rc) {
+				jobs[i].code = -rc;
+				jobs[i].call = "pthread_create";
+				threads[i] = 0;
+			}
+		}
+		for (int i = from; i < to; i++)
+			if (threads[i])
+				pthread_join(threads[i], NULL);
+	}
+	/* the table is filled here, on the caller's thread, in request order */
+	for (int i = 0; i < n; i++) {
+		struct attach_job *j = &jobs[i];
+		struct ht_device *d;
+		int id;
+
+		if (j->code) {
+			fail(&errs[i], j->code, j->call);
+			continue;
+		}
+		id = device_slot(t);
+		if (id < 0) {
+			/* no room to remember it: let it go rather than leak it */
+			for (int dir = 0; dir < 2; dir++)
+				if (j->link_fd[dir] >= 0)
+					close(j->link_fd[dir]);
+			fail(&errs[i], ENOMEM, "attach(realloc)");
+			continue;
+		}
+		d = &t->devices[id];
+		*d = (struct ht_device){ .in_use = 1, .link_fd = { j->link_fd[0], j->link_fd[1] } };
+		if (j->used_mode == HT_ATTACH_CLSACT) {
+			d->clsact = 1;
+			snprintf(d->netns_path, sizeof(d->netns_path), "%s", j->netns_path ? j->netns_path : "");
+			snprintf(d->ifname, sizeof(d->ifname), "%s", j->ifname);
+		}
+		out[i] = (struct ht_attachment){ .ifindex = j->ifindex, .mode = j->used_mode, .id = id };
+		ok(&errs[i]);
+		attached++;
+	}
+	free(jobs);
+	free(threads);
+	return attached;
+}
+
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
 		     int directions, struct ht_attachment *out, struct ht_error *err)
 {
-	struct attach_job j = {
-		.netns_path = netns_path, .ifname = ifname, .mode = mode, .directions = directions,
-		.prog_fd = { bpf_program__fd(t->skel->progs.ht_tcx_ingress),
-			     bpf_program__fd(t->skel->progs.ht_tcx_egress) },
-	};
-	struct ht_device *d;
-	int rc, id = device_slot(t);
+	struct ht_device_request req = { .netns_path = netns_path, .ifname = ifname, .mode = mode, .directions = directions };
+	struct ht_attachment a;
+	struct ht_error e = { 0 };
 
-	if (id < 0)
-		return fail(err, ENOMEM, "attach(realloc)");
-	d = &t->devices[id];
-	*d = (struct ht_device){ .link_fd = { -1, -1 } };
-	rc = run_job(&j, err);
-	if (rc)
-		return rc;
-	d->in_use = 1;
-	if (j.used_mode == HT_ATTACH_TCX) {
-		d->link_fd[0] = j.link_fd[0];
-		d->link_fd[1] = j.link_fd[1];
-	} else {
-		d->clsact = 1;
-		snprintf(d->netns_path, sizeof(d->netns_path), "%s", netns_path ? netns_path : "");
-		snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
+	if (ht_attach_devices(t, &req, 1, &a, &e) != 1) {
+		if (err)
+			*err = e;
+		return e.code;
 	}
-	if (out) {
-		out->ifindex = j.ifindex;
-		out->mode = j.used_mode;
-		out->id = id;
-	}
+	if (out)
+		*out = a;
+	ok(err);
 	return 0;
 }
 

@@ -48,6 +48,13 @@ public final class Agent: @unchecked Sendable {
     public let store: IncidentStore?
     private let startedAt = Date()
     private var lastRescan = Date.distantPast
+    /// Devices attached per pass of the loop: about a second of tcx attaches here.
+    static let attachBatch = 64
+    /// Wanted devices not attached yet.
+    private var pending = 0
+    private var firstAttachDone: Date?
+    /// Called once every device found at start is attached: how many, seconds since start.
+    public var onAttached: ((Int, Double) -> Void)?
     private var softnetDrops: UInt64?
 
     /// Guards what the HTTP side reads and asks for.
@@ -62,6 +69,7 @@ public final class Agent: @unchecked Sendable {
     private var requested: String?
     private var lastWindowAt = Date()
     private var devicesTraced = 0
+    private var devicesPending = 0
     private var lastChanges: String = ""
     private var share = 1.0
     /// The kernel's drop reason names, read from its BTF once.
@@ -75,7 +83,6 @@ public final class Agent: @unchecked Sendable {
         let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
         duty = DutyCycle(budget: options.cpuBudgetPercent / 100 * Double(cpus), period: options.budgetPeriodSeconds)
         let topology = Discovery.topology(root: options.hostRoot)
-        let devices = (try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []
         var tracer = options.tracer
         tracer.runTimeStats = true // the budget is measured, not guessed
         let windows = { (seconds: Double) in max(1, Int((seconds * 1e9 / Double(options.windowNs)).rounded(.up))) }
@@ -95,14 +102,14 @@ public final class Agent: @unchecked Sendable {
                                 keepWindows: windows(options.beforeSeconds), afterWindows: windows(options.maxIncidentSeconds),
                                 cooldownWindows: windows(options.cooldownSeconds), maxRecords: 500_000, reasons: DropReasons.running())
         do {
-            session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: options.flowCapacity,
+            // devices are attached by `run`, in batches, while the agent serves
+            session = try TraceSession(devices: [], options: tracer, names: names, flowCapacity: options.flowCapacity,
                                        recording: .flightRecorder(flight), hostRoot: options.hostRoot)
         } catch {
             throw AgentError("cannot start tracing: \(error)")
         }
         watcher = NodeWatcher(root: options.hostRoot)
         watcher.watch(namespaces: topology.namespaces)
-        devicesTraced = devices.count
         softnetDrops = Softnet.backlogDrops(procRoot: Self.procRoot(options.hostRoot))
     }
 
@@ -146,14 +153,20 @@ public final class Agent: @unchecked Sendable {
         let wanted = (try? topology.select(allVeth: true, netns: nil, interfaces: [])) ?? []
         let present = Set(topology.devices.map(\.endpoint))
         let gone = Set(session.devices.compactMap(\.endpoint).filter { !present.contains($0) })
-        let changes = session.follow(devices: wanted, gone: gone, names: topology.names)
+        let changes = session.follow(devices: wanted, gone: gone, names: topology.names, maxNew: Self.attachBatch)
         watcher.watch(namespaces: topology.namespaces)
-        if !changes.isEmpty {
+        pending = changes.pending
+        if !changes.isEmpty || changes.pending > 0 {
             lock.withLock {
-                devicesTraced = wanted.count - changes.failed.count
+                devicesTraced = session.devices.count
+                devicesPending = changes.pending
                 lastChanges = "+\(changes.attached.count) -\(changes.detached.count)"
                     + (changes.failed.isEmpty ? "" : " failed: " + changes.failed.map { "\($0.device.label): \($0.error)" }.joined(separator: "; "))
             }
+        }
+        if changes.pending == 0 && firstAttachDone == nil {
+            firstAttachDone = Date()
+            onAttached?(session.devices.count, firstAttachDone!.timeIntervalSince(startedAt))
         }
     }
 
@@ -167,7 +180,9 @@ public final class Agent: @unchecked Sendable {
 
     private func keepBudget() {
         let now = Self.monotonicSeconds()
-        let on = duty.tracing(now: now, cost: costSoFar, forced: session.isWritingIncident || hasRequest)
+        // a budget of 100 % is no budget: continuous
+        let on = duty.tracing(now: now, cost: costSoFar,
+                              forced: options.cpuBudgetPercent >= 100 || session.isWritingIncident || hasRequest)
         lock.withLock { share = duty.share }
         if on && session.isPaused {
             try? session.resume()
@@ -230,10 +245,13 @@ public final class Agent: @unchecked Sendable {
             }
         }
         s.builtAtUnixSeconds = Date().timeIntervalSince1970
+        s.incidents = lock.withLock { incidentCounts }
+        // encoded outside the lock: a scrape meanwhile gets the last window's bytes
+        let formats = lock.withLock { formatsAsked }
+        let fresh = formats.mapValues { Exposition.encode(s, format: $0) }
         lock.withLock {
-            s.incidents = incidentCounts
             snapshot = s
-            encoded = formatsAsked.mapValues { Exposition.encode(s, format: $0) }
+            encoded = fresh
             lastWindowAt = Date()
         }
     }
@@ -306,6 +324,7 @@ public final class Agent: @unchecked Sendable {
             let late = Date().timeIntervalSince(lastWindowAt)
             let ok = late < 10 * Double(options.windowNs) / 1e9 + 5
             let text = "\(ok ? "ok" : "stalled: no window closed for \(Int(late)) s"); devices \(devicesTraced); "
+                + (devicesPending > 0 ? "attaching \(devicesPending) more; " : "")
                 + "tracing share \(String(format: "%.2f", share)); incidents \(incidentCounts.values.reduce(0, +))"
                 + (lastChanges.isEmpty ? "" : "; last change \(lastChanges)") + "\n"
             return (ok, text)

@@ -24,7 +24,8 @@ public enum Privileges {
         var call = [CChar](repeating: 0, count: 32)
         let rc = ht_keep_capabilities(keptMask, &call)
         guard rc == 0 else {
-            throw AgentError("could not drop capabilities (\(String(cString: call)): \(String(cString: strerror(-rc))))")
+            let what = String(decoding: call.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw AgentError("could not drop capabilities (\(what): \(String(cString: strerror(-rc))))")
         }
     }
 

@@ -127,9 +127,12 @@ struct Serve: ParsableCommand {
         if !keepCapabilities {
             do { try Privileges.dropToKept() } catch { throw CLIError(error.description) }
         }
-        progress(String(format: "serving on %@ (port %d): %d devices attached in %.0f ms; CPU budget %g%%",
-                        listen, Int(server.port), agent.devices.count, Date().timeIntervalSince(started) * 1000, cpuBudget)
+        progress(String(format: "serving on %@ (port %d) %.0f ms after start; CPU budget %g%%",
+                        listen, Int(server.port), Date().timeIntervalSince(started) * 1000, cpuBudget)
                  + (incidents.map { "; incidents in \($0)" } ?? ""))
+        agent.onAttached = { count, seconds in
+            progress(String(format: "%d devices attached in %.0f ms (every veth on the node; new ones as they come)", count, seconds * 1000))
+        }
         agent.run(stopRequested: { interruption.received != 0 }, signalRequested: { usr1.take() })
         progress("stopping: \(interruption.received == SIGTERM ? "SIGTERM" : "interrupted")")
     }

@@ -89,16 +89,13 @@ public final class TraceSession: @unchecked Sendable {
         self.names = names
         self.keepRecords = keepRecords
         aggregate = TraceAggregate(flowCapacity: flowCapacity)
-        // clsact filters survive a killed hoptrace; remove ours before attaching anew
-        for d in devices { _ = Tracer.sweepClsact(device: d.ifname, netnsPath: d.netnsPath) }
         transmitAttached = options.transmitHook
         tracer = try Tracer(options: options)
         do {
             try tracer.attachTracepoints()
             if options.softirq { try tracer.attachSoftirq() }
-            for d in devices {
-                attachments.append((d, try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress)))
-            }
+            // all at once; clsact filters a killed hoptrace left are removed first
+            for (d, result) in zip(devices, tracer.attach(devices: devices)) { attachments.append((d, try result.get())) }
         } catch {
             tracer.close()
             throw error
@@ -199,6 +196,8 @@ public final class TraceSession: @unchecked Sendable {
         public var detached: [DeviceSelection] = []
         /// Devices that could not be attached (gone meanwhile, or a kernel refusal), with why.
         public var failed: [(device: DeviceSelection, error: String)] = []
+        /// Wanted devices left for a later call (`maxNew`).
+        public var pending = 0
         public var isEmpty: Bool { attached.isEmpty && detached.isEmpty && failed.isEmpty }
     }
 
@@ -209,7 +208,11 @@ public final class TraceSession: @unchecked Sendable {
     /// (the node read again) win over the names known, which stay for what is gone.
     /// Works paused too: new devices' tcx programs pause with the rest (the switch
     /// is global).
-    public func follow(devices wanted: [DeviceSelection], gone: Set<Endpoint>, names newNames: NameTable) -> DeviceChanges {
+    /// At most `maxNew` devices are attached per call (`pending` says how many wait):
+    /// a tcx attach waits for an RCU grace period under the RTNL lock, about 15 ms
+    /// each here, so the agent attaches a node's worth in batches and serves meanwhile.
+    public func follow(devices wanted: [DeviceSelection], gone: Set<Endpoint>, names newNames: NameTable,
+                       maxNew: Int = .max) -> DeviceChanges {
         struct Key: Hashable { var endpoint: Endpoint?, ifname: String, netnsPath: String, ingress: Bool }
         func key(_ d: DeviceSelection) -> Key {
             // by endpoint where discovery gave one, else by place
@@ -229,11 +232,15 @@ public final class TraceSession: @unchecked Sendable {
                 changes.detached.append(a.device)
             }
         }
-        for d in wanted where !currentKeys.contains(key(d)) {
-            do throws(TracerError) {
-                kept.append((d, try tracer.attach(device: d.ifname, netnsPath: d.netnsPath, label: d.label, ingress: d.ingress)))
+        let new = wanted.filter { !currentKeys.contains(key($0)) }
+        changes.pending = max(0, new.count - maxNew)
+        let now = Array(new.prefix(maxNew))
+        for (d, result) in zip(now, tracer.attach(devices: now)) {
+            switch result {
+            case .success(let a):
+                kept.append((d, a))
                 changes.attached.append(d)
-            } catch {
+            case .failure(let error):
                 changes.failed.append((d, error.description))
             }
         }

@@ -113,7 +113,7 @@ final class PinnedBench {
             // default) so that each measurement holds whole ones
             Variant(name: "serve (2 % budget)", key: "serve") { [self] in
                 try startObserver([hoptrace, "serve", "--listen", "127.0.0.1:0", "--budget-period", "2s"],
-                                  ready: "hoptrace: serving on", readyOnStderr: true, cpus: observerCPUs)
+                                  ready: "devices attached in", readyOnStderr: true, cpus: observerCPUs)
             },
             Variant(name: "bpftrace peer.bt", key: "bpftrace_peer") { [self] in try startBpftrace("bench/peer.bt", cpus: observerCPUs) },
             Variant(name: "bare tc", key: "bare_tc") { [self] in

@@ -89,6 +89,21 @@ int ht_read_softirq(struct ht_tracer *t, struct ht_softirq_cpu *out, int max_cpu
 int ht_attach_device(struct ht_tracer *t, const char *netns_path, const char *ifname, int mode,
 		     int directions, struct ht_attachment *out, struct ht_error *err);
 
+/* One device to attach (ht_attach_devices). */
+struct ht_device_request {
+	const char *netns_path; /* NULL: the caller's namespace */
+	const char *ifname;
+	int mode;               /* HT_ATTACH_* */
+	int directions;         /* HT_DIR_* */
+	int sweep_first;        /* remove clsact filters a killed hoptrace left first */
+};
+
+/* Attach many devices at once (their jobs run in parallel: a tcx attach waits for
+ * an RCU grace period, which attaches in flight share). out[i] and errs[i] say how
+ * request i went (errs[i].code 0: attached). Returns how many were attached. */
+int ht_attach_devices(struct ht_tracer *t, const struct ht_device_request *reqs, int n,
+		      struct ht_attachment *out, struct ht_error *errs);
+
 /* Detach the device attached as `id` (ht_attachment.id): its tcx links closed or
  * its clsact filters removed. A device that is gone already is fine. */
 int ht_detach_device(struct ht_tracer *t, int id, struct ht_error *err);
