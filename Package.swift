@@ -61,7 +61,8 @@ let package = Package(
         .executableTarget(name: "hoptrace", dependencies: ["HoptraceCLI"]),
         // `make bench`: overhead and consumer speed, as ratios against baselines in one run.
         .executableTarget(name: "hoptrace-bench",
-                         dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]),
+                         dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
+                                        "HoptraceMetrics", "HoptraceHTTP"]),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceAgentTests", dependencies: ["HoptraceAgent"]),

@@ -62,6 +62,7 @@ public final class Agent: @unchecked Sendable {
     private var snapshot = MetricsSnapshot()
     private var encoded: [String: [UInt8]] = [:]      // by content type
     private var formatsAsked: [String: Exposition.Format] = [:]
+    private var lastServed: [String: Date] = [:]
     private let reportLock = NSLock()
     private var reportJSON: [UInt8] = Array("{}".utf8)
     private var reportMadeAt = Date.distantPast
@@ -129,11 +130,12 @@ public final class Agent: @unchecked Sendable {
         let window = Double(max(options.windowNs, 10_000_000)) / 1e9
         var nextWindow = Date().addingTimeInterval(window)
         while !stopRequested() {
-            // link notifications, or the safety-net rescan: follow the node
-            // at most 100 ms, less when the budget's next pause or resume is sooner
+            // link notifications, devices still to attach, or the safety-net rescan:
+            // follow the node. Waits at most 100 ms, less when the budget's next pause
+            // or resume is sooner, not at all while devices wait to be attached.
             let untilChange = duty.nextChange - Self.monotonicSeconds()
-            let changed = watcher.wait(timeoutMs: Int32(max(1, min(100, untilChange * 1000))))
-            if changed || Date().timeIntervalSince(lastRescan) >= options.rescanSeconds {
+            let changed = watcher.wait(timeoutMs: pending > 0 ? 0 : Int32(max(1, min(100, untilChange * 1000))))
+            if changed || pending > 0 || Date().timeIntervalSince(lastRescan) >= options.rescanSeconds {
                 if changed { _ = watcher.wait(timeoutMs: 50) } // a pod's veths come in a burst
                 followNode()
             }
@@ -246,8 +248,13 @@ public final class Agent: @unchecked Sendable {
         }
         s.builtAtUnixSeconds = Date().timeIntervalSince1970
         s.incidents = lock.withLock { incidentCounts }
-        // encoded outside the lock: a scrape meanwhile gets the last window's bytes
-        let formats = lock.withLock { formatsAsked }
+        // encoded outside the lock (a scrape meanwhile gets the last window's bytes),
+        // only in the formats served in the last minute: 1,000 hops encode in some
+        // 40 ms, not to be spent each window for a format nobody reads any more
+        let formats = lock.withLock {
+            formatsAsked = formatsAsked.filter { Date().timeIntervalSince(lastServed[$0.key] ?? .distantPast) < 60 }
+            return formatsAsked
+        }
         let fresh = formats.mapValues { Exposition.encode(s, format: $0) }
         lock.withLock {
             snapshot = s
@@ -278,6 +285,7 @@ public final class Agent: @unchecked Sendable {
     /// the first time is encoded now, and then at every window.
     public func metrics(_ format: Exposition.Format) -> [UInt8] {
         lock.withLock {
+            lastServed[format.contentType] = Date()
             if let bytes = encoded[format.contentType] { return bytes }
             formatsAsked[format.contentType] = format
             let bytes = Exposition.encode(snapshot, format: format)

@@ -82,6 +82,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Trace NET_RX/NET_TX softirqs and NAPI polls: on or off.")
     var softirq: Switch = .on
 
+    @Option(help: "How to hook the veths: auto (tcx, clsact where tcx is missing), tcx, clsact. A tcx link waits an RCU grace period to attach and to detach (some 15 ms each here: 1,000 veth ends take 15 s each way); clsact filters take a fraction of that but outlive a SIGKILL (the next start removes them).")
+    var attach: AttachChoice = .auto
+
     @Flag(help: "Keep every capability (no drop to the agent's set after loading); for debugging.")
     var keepCapabilities = false
 
@@ -107,6 +110,7 @@ struct Serve: ParsableCommand {
         o.maxIncidentSeconds = maxIncident.seconds
         o.cooldownSeconds = cooldown.seconds
         o.tracer.softirq = softirq == .on
+        o.tracer.attachMode = attach.mode
         o.tracer.hopsFromUntracedDevices = false // every veth is traced
         o.version = hoptraceVersion
         let started = Date()
@@ -134,7 +138,8 @@ struct Serve: ParsableCommand {
             progress(String(format: "%d devices attached in %.0f ms (every veth on the node; new ones as they come)", count, seconds * 1000))
         }
         agent.run(stopRequested: { interruption.received != 0 }, signalRequested: { usr1.take() })
-        progress("stopping: \(interruption.received == SIGTERM ? "SIGTERM" : "interrupted")")
+        progress("stopping (\(interruption.received == SIGTERM ? "SIGTERM" : "interrupted")): finishing incidents, "
+                 + "detaching \(agent.devices.count) devices")
     }
 
     /// The routes. Every answer is a copy of what the agent built at its last window.

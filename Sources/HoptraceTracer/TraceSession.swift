@@ -332,7 +332,10 @@ public final class TraceSession: @unchecked Sendable {
         drain = nil
         refreshNamesIfUnknown()
         let report = makeReport()
-        tracer.close()
+        // the recording is finished before the devices are let go: detaching a
+        // node's worth of tcx links takes seconds (an RCU grace period each), and
+        // a SIGKILL meanwhile must not cost the file its end
+        defer { tracer.close() }
         if let e = lock.withLock({ decodeError }) { throw e }
         if let recording {
             let status = RecordingStatus(monotonicNs: monotonicNs(), counters: report.counters, softirqRunNs: [])

@@ -24,9 +24,10 @@ struct Observer {
 
 /// Starts `argv` and waits until it prints `ready` (on stderr if `readyOnStderr`,
 /// else stdout): its programs are attached from then on. Nil if it exits or stays
-/// silent for 20 s. `cpus` (a taskset list) keeps its own threads off the CPU a
+/// silent for `timeout` seconds. `cpus` (a taskset list) keeps its own threads off the CPU a
 /// measurement is pinned to.
-func startObserver(_ argv: [String], ready: String, readyOnStderr: Bool = false, cpus: String? = nil) throws -> Observer? {
+func startObserver(_ argv: [String], ready: String, readyOnStderr: Bool = false, cpus: String? = nil,
+                   timeout: Double = 20) throws -> Observer? {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = (cpus.map { ["taskset", "-c", $0] } ?? []) + argv
@@ -38,7 +39,7 @@ func startObserver(_ argv: [String], ready: String, readyOnStderr: Bool = false,
     Cleanup.shared.track(p)
     let watched = (err ?? out).fileHandleForReading.fileDescriptor
     var seen = ""
-    let deadline = nowSeconds() + 20
+    let deadline = nowSeconds() + timeout
     while !seen.contains(ready), nowSeconds() < deadline {
         // poll first: a read would block past the deadline on a silent process
         var fd = pollfd(fd: watched, events: Int16(POLLIN), revents: 0)

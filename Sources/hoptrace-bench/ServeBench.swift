@@ -1,5 +1,8 @@
 import Foundation
+import HoptraceCore
+import HoptraceHTTP
 import HoptraceLab
+import HoptraceMetrics
 import HoptraceNode
 
 /// The agent on a node's worth of veths (`--serve-only`): `hoptrace serve` started on
@@ -19,7 +22,7 @@ func serveFigures(pairs: Int, hoptrace: String) throws -> [String: Any] {
     let port = 19_000 + Int(getpid() % 1000)
     let t0 = nowSeconds()
     guard let agent = try startObserver([hoptrace, "serve", "--listen", "127.0.0.1:\(port)", "--cpu-budget", "100%"],
-                                        ready: "devices attached in", readyOnStderr: true) else {
+                                        ready: "devices attached in", readyOnStderr: true, timeout: 120) else {
         throw BenchFailure(description: "hoptrace serve did not start")
     }
     defer { agent.stop() }
@@ -133,4 +136,49 @@ func httpGet(port: Int, path: String) -> String {
     }
     let text = String(decoding: response, as: UTF8.self)
     return text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+}
+
+/// A scrape of `hops` hops' series (each with its five segments), as the agent
+/// serves it: the snapshot encoded once (what each window costs the agent), then
+/// the cached bytes served by the agent's HTTP server and read over loopback.
+func scrapeFigures(hops: Int) throws -> [String: Any] {
+    var snapshot = MetricsSnapshot()
+    var seed: UInt64 = 1
+    func latency() -> UInt64 {
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        // 2 us to ~130 us, log-uniform: each hop's histogram spans a few octaves
+        return UInt64(2000 * pow(2, Double(seed >> 11) / Double(1 << 53) * 6))
+    }
+    for h in 0..<hops {
+        func histogram() -> Histogram {
+            var x = Histogram()
+            for _ in 0..<2000 { x.record(latency()) }
+            return x
+        }
+        snapshot.hops.append(.init(from: "default/web-\(h)/eth0", to: "host/veth\(h)", latency: histogram(),
+                                   segments: [Segment.qdisc, .veth, .backlog, .forward, .deliver].map { ($0, histogram()) },
+                                   packets: 2000))
+    }
+    var encodeMs: [Double] = []
+    var body: [UInt8] = []
+    for _ in 0..<5 {
+        let t = nowSeconds()
+        body = Exposition.encode(snapshot, format: .prometheusText)
+        encodeMs.append((nowSeconds() - t) * 1000)
+    }
+    let cached = body
+    let server = try HTTPServer(listen: "127.0.0.1:0") { _ in HTTPResponse(contentType: Exposition.Format.prometheusText.contentType, body: cached) }
+    server.start()
+    defer { server.stop() }
+    var scrapeMs: [Double] = []
+    for _ in 0..<10 {
+        let t = nowSeconds()
+        let got = httpGet(port: Int(server.port), path: "/metrics")
+        scrapeMs.append((nowSeconds() - t) * 1000)
+        if got.utf8.count != cached.count { say("scrape: read \(got.utf8.count) of \(cached.count) bytes") }
+    }
+    say(String(format: "serve: %d hops (%d KiB of text): encoded in %.1f ms (each window), scraped in %.1f ms (median of 10)",
+               hops, cached.count / 1024, median(encodeMs), median(scrapeMs)))
+    return ["hops": hops, "kib": cached.count / 1024, "encode_ms": (median(encodeMs) * 10).rounded() / 10,
+            "scrape_ms": (median(scrapeMs) * 10).rounded() / 10]
 }

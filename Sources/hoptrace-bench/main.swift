@@ -296,7 +296,9 @@ if !overheadOnly && !pinnedOnly && !serveOnly {
 
 if serveOnly || (!overheadOnly && !pinnedOnly && !discoveryOnly) {
     say("serve: hoptrace serve on 500 veth pairs")
-    results["serve"] = try serveFigures(pairs: 500, hoptrace: hoptraceBinary)
+    var serve = try serveFigures(pairs: 500, hoptrace: hoptraceBinary)
+    serve["scrape_1000_hops"] = try scrapeFigures(hops: 1000)
+    results["serve"] = serve
     if serveOnly {
         print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         exit(0)
