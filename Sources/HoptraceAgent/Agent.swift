@@ -88,11 +88,20 @@ public final class Agent: @unchecked Sendable {
         tracer.runTimeStats = true // the budget is measured, not guessed
         let windows = { (seconds: Double) in max(1, Int((seconds * 1e9 / Double(options.windowNs)).rounded(.up))) }
         let names = topology.names
+        let context = context
         var store: IncidentStore?
         if let dir = options.incidentsDirectory {
             do throws(RecordingError) {
-                store = try IncidentStore(directory: dir, keepBytes: options.keepBytes) { [windowNs = options.windowNs, version = options.version] in
-                    TraceSession.recordingMetadata(devices: [], names: names, options: tracer, windowNs: windowNs, version: version)
+                store = try IncidentStore(directory: dir, keepBytes: options.keepBytes) { [context, windowNs = options.windowNs,
+                                                                                          version = options.version, budget = options.cpuBudgetPercent] in
+                    // called under the session's lock (from its window): only the context here
+                    let now = context.read()
+                    var m = TraceSession.recordingMetadata(devices: now.devices, names: now.names ?? names,
+                                                           options: tracer, windowNs: windowNs, version: version)
+                    // what was traced before the trigger: the budget's share of it
+                    m.settings["cpu_budget_percent"] = String(budget)
+                    m.settings["tracing_share"] = String(format: "%.3f", now.share)
+                    return m
                 }
             } catch {
                 throw AgentError("\(error); choose another --incidents directory")
@@ -120,6 +129,25 @@ public final class Agent: @unchecked Sendable {
 
     /// Devices attached now.
     public var devices: [DeviceSelection] { session.devices }
+
+    /// What a new incident's metadata says of the agent: the devices and names as of
+    /// the last read of the node, the budget's share. Kept apart from the session:
+    /// an incident starts under the session's lock.
+    final class IncidentContext: @unchecked Sendable {
+        private let lock = NSLock()
+        private var devices: [DeviceSelection] = []
+        private var names: NameTable?
+        private var share = 1.0
+        func update(devices: [DeviceSelection]? = nil, names: NameTable? = nil, share: Double? = nil) {
+            lock.withLock {
+                if let devices { self.devices = devices }
+                if let names { self.names = names }
+                if let share { self.share = share }
+            }
+        }
+        func read() -> (devices: [DeviceSelection], names: NameTable?, share: Double) { lock.withLock { (devices, names, share) } }
+    }
+    private let context = IncidentContext()
 
     /// Runs until `stopRequested()`: follows the node, keeps the budget, closes a
     /// window each `windowNs` (triggers, incidents, metrics). `signalRequested()`
@@ -158,6 +186,7 @@ public final class Agent: @unchecked Sendable {
         let changes = session.follow(devices: wanted, gone: gone, names: topology.names, maxNew: Self.attachBatch)
         watcher.watch(namespaces: topology.namespaces)
         pending = changes.pending
+        context.update(devices: session.devices, names: session.withAggregate { $1 })
         if !changes.isEmpty || changes.pending > 0 {
             lock.withLock {
                 devicesTraced = session.devices.count
@@ -186,6 +215,7 @@ public final class Agent: @unchecked Sendable {
         let on = duty.tracing(now: now, cost: costSoFar,
                               forced: options.cpuBudgetPercent >= 100 || session.isWritingIncident || hasRequest)
         lock.withLock { share = duty.share }
+        context.update(share: duty.share)
         if on && session.isPaused {
             try? session.resume()
         } else if !on && !session.isPaused {

@@ -281,6 +281,22 @@ final class ServeTests: XCTestCase {
         }
     }
 
+    /// However the agent ends (SIGINT, SIGKILL), nothing of it stays attached.
+    func testNothingStaysAttachedAfterSIGINTOrSIGKILL() throws {
+        let lab = try Lab(containers: 2)
+        defer { lab.teardown() }
+        for signal in [SIGINT, SIGKILL] {
+            let port = freePort()
+            let agent = try Agent(port: port, ["--window", "500ms"])
+            XCTAssertTrue(ready(port, devices: 4), "the agent never attached the lab")
+            XCTAssertFalse(try attachedHoptracePrograms().isEmpty)
+            kill(agent.process.processIdentifier, signal)
+            agent.process.waitUntilExit()
+            XCTAssertEqual(agent.process.terminationStatus, signal == SIGINT ? 0 : SIGKILL, "signal \(signal)")
+            XCTAssertEqual(try hoptraceProgramsLeft(), [], "after signal \(signal)")
+        }
+    }
+
     /// Started with exactly the DaemonSet's capabilities (inheritable, ambient and
     /// bounding sets, as a container runtime sets them), the agent traces a lab, and
     /// after start holds no more than them, with no_new_privs.
