@@ -16,8 +16,9 @@ public struct AgentOptions: Sendable {
     /// Windows: the triggers' and incident recordings' unit, and the metrics' refresh.
     public var windowNs: UInt64 = 1_000_000_000
     public var triggers: [Trigger] = []
-    /// Backlog drops in /proc/net/softnet_stat trigger an incident.
-    public var softnetTrigger = true
+    /// Backlog drops in /proc/net/softnet_stat trigger an incident (off unless asked:
+    /// a flood that overruns a backlog now and then would keep tracing continuous).
+    public var softnetTrigger = false
     /// Incident recordings go here, a file each (none when nil).
     public var incidentsDirectory: String?
     public var keepBytes: UInt64 = 2 << 30
@@ -73,6 +74,7 @@ public final class Agent: @unchecked Sendable {
     private var devicesPending = 0
     private var lastChanges: String = ""
     private var share = 1.0
+    private var activeRatio = 1.0
     /// The kernel's drop reason names, read from its BTF once.
     private let dropReasons = DropReasons.running()
 
@@ -138,6 +140,7 @@ public final class Agent: @unchecked Sendable {
         private var devices: [DeviceSelection] = []
         private var names: NameTable?
         private var share = 1.0
+    private var activeRatio = 1.0
         func update(devices: [DeviceSelection]? = nil, names: NameTable? = nil, share: Double? = nil) {
             lock.withLock {
                 if let devices { self.devices = devices }
@@ -214,7 +217,10 @@ public final class Agent: @unchecked Sendable {
         // a budget of 100 % is no budget: continuous
         let on = duty.tracing(now: now, cost: costSoFar,
                               forced: options.cpuBudgetPercent >= 100 || session.isWritingIncident || hasRequest)
-        lock.withLock { share = duty.share }
+        lock.withLock {
+            share = duty.share
+            activeRatio = duty.lastPeriodActiveRatio
+        }
         context.update(share: duty.share)
         if on && session.isPaused {
             try? session.resume()
@@ -238,7 +244,7 @@ public final class Agent: @unchecked Sendable {
             return requested
         }
         if options.softnetTrigger, let now = Softnet.backlogDrops(procRoot: Self.procRoot(options.hostRoot)) {
-            if let before = softnetDrops, now > before, why == nil { why = "softnet-drops" }
+            if let before = softnetDrops, now > before, why == nil { why = "backlog-drops" }
             softnetDrops = now
         }
         for event in session.closeWindow(incidentRequested: why) {
@@ -332,7 +338,9 @@ public final class Agent: @unchecked Sendable {
             if Date().timeIntervalSince(reportMadeAt) >= 1 {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys]
-                reportJSON = (try? enc.encode(session.snapshot())).map { Array($0) } ?? Array("{}".utf8)
+                var report = session.snapshot()
+                report.tracerCost?.tracingShare = lock.withLock { activeRatio }
+                reportJSON = (try? enc.encode(report)).map { Array($0) } ?? Array("{}".utf8)
                 reportMadeAt = Date()
             }
             return reportJSON

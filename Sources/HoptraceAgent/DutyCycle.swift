@@ -45,8 +45,9 @@ public struct DutyCycle: Sendable {
     }
 
     /// Whether the hooks should be attached at `now` (seconds, monotonic), given the
-    /// cost so far (cumulative CPU-seconds; asked for only when a period starts, as
-    /// measuring it takes system calls) and whether an incident holds tracing on.
+    /// cost so far (cumulative CPU-seconds; asked for only while tracing and when a
+    /// period starts, as measuring it takes system calls) and whether an incident
+    /// holds tracing on.
     /// Call it often (the agent: every 100 ms); the answer changes at most twice a
     /// period, plus for incidents.
     public mutating func tracing(now: Double, cost: () -> Double, forced: Bool = false) -> Bool {
@@ -73,6 +74,12 @@ public struct DutyCycle: Sendable {
             // paused most of the time is a small sample
             next = min(next, 4 * share)
             startPeriod(now: now, cost: cost, share: min(1, max(minShare, next)))
+        }
+        // a burst after a quiet period: the share was sized for the quiet, so the
+        // period's budget is enforced as it is spent, and the hooks pause once it is
+        // (the cost is read only while tracing: when it is dear the stretch is short)
+        if !forced && now >= onFrom && now < onUntil, cost() - costAtPeriodStart >= budget * period {
+            onUntil = now
         }
         lastOn = forced || (now >= onFrom && now < onUntil)
         return lastOn

@@ -26,6 +26,7 @@ struct Serve: ParsableCommand {
         Examples:
           hoptrace serve
           hoptrace serve --listen 0.0.0.0:9479 --incidents /var/lib/hoptrace --trigger 'p99>2ms' --keep 2GiB
+          hoptrace serve --incidents /var/lib/hoptrace --trigger backlog-drops --trigger drop:NETFILTER_DROP
           hoptrace serve --host-root /host --cpu-budget 1%        # in a container (deploy/kubernetes/hoptrace.yaml)
           curl -s localhost:9479/metrics | grep hoptrace_hop_latency
           curl -s -X POST localhost:9479/trigger
@@ -53,12 +54,15 @@ struct Serve: ParsableCommand {
             transform: { try parseBytes($0, "--keep") })
     var keep: UInt64 = 2 << 30
 
-    @Option(help: "Trigger an incident: p99>DURATION, max>DURATION, drop or drop:REASON (repeatable). Backlog drops, SIGUSR1 and POST /trigger always do.",
+    @Option(help: "Trigger an incident: p99>DURATION, max>DURATION, drop, drop:REASON or backlog-drops (packets dropped on a full CPU backlog, /proc/net/softnet_stat) (repeatable). SIGUSR1 and POST /trigger always do.",
             transform: { text in
-                guard let t = Trigger(text) else { throw ValidationError("bad --trigger '\(text)': use p99>2ms, max>10ms, drop or drop:NO_SOCKET") }
-                return t
+                if text == "backlog-drops" { return .backlogDrops }
+                guard let t = Trigger(text) else {
+                    throw ValidationError("bad --trigger '\(text)': use p99>2ms, max>10ms, drop, drop:NO_SOCKET or backlog-drops")
+                }
+                return .window(t)
             })
-    var trigger: [Trigger] = []
+    var trigger: [ServeTrigger] = []
 
     @Option(help: "Records kept in memory before a trigger, written with the incident.",
             transform: { try parsePositiveDuration($0, "--before", example: "30s") })
@@ -103,7 +107,8 @@ struct Serve: ParsableCommand {
         o.cpuBudgetPercent = cpuBudget
         o.budgetPeriodSeconds = budgetPeriod.seconds
         o.windowNs = window.ns
-        o.triggers = trigger
+        o.triggers = trigger.compactMap { if case .window(let t) = $0 { t } else { nil } }
+        o.softnetTrigger = trigger.contains { if case .backlogDrops = $0 { true } else { false } }
         o.incidentsDirectory = incidents
         o.keepBytes = keep
         o.beforeSeconds = before.seconds
@@ -172,6 +177,13 @@ struct Serve: ParsableCommand {
             return .notFound
         }
     }
+}
+
+/// What `serve --trigger` accepts: a trigger checked on each window's hops, or
+/// the node's backlog drops.
+enum ServeTrigger {
+    case window(Trigger)
+    case backlogDrops
 }
 
 /// "2%" or "2": a percentage in (0, 100].

@@ -69,6 +69,9 @@ public struct TracerCost: Codable, Sendable, Equatable {
     public var bpfCPUPercent: Double?
     /// BPF run time of all programs divided by the packets followed, nanoseconds.
     public var bpfNsPerPacket: Double?
+    /// The agent's CPU budget: the share of the last period traced (1: continuous),
+    /// so counts in the report are of that share of the time. Nil outside the agent.
+    public var tracingShare: Double?
 
     public init(consumerCPUPercent: Double, bpfCPUPercent: Double? = nil, bpfNsPerPacket: Double? = nil) {
         self.consumerCPUPercent = consumerCPUPercent
@@ -78,7 +81,7 @@ public struct TracerCost: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case consumerCPUPercent = "consumer_cpu_percent", bpfCPUPercent = "bpf_cpu_percent"
-        case bpfNsPerPacket = "bpf_ns_per_packet"
+        case bpfNsPerPacket = "bpf_ns_per_packet", tracingShare = "tracing_share"
     }
 }
 

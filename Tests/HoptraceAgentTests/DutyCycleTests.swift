@@ -45,6 +45,33 @@ final class DutyCycleTests: XCTestCase {
         XCTAssertEqual(r.share, 0.04 / 0.25, accuracy: 0.03, "\(r)")
     }
 
+    /// A flood after a quiet spell: the share grew to 1 while tracing was cheap, and
+    /// the period the flood starts in still keeps to its budget (the hooks pause
+    /// once it is spent), as does every period after.
+    func testBurstAfterQuietKeepsEachPeriodsBudget() {
+        let random = FixedRandom(seed: 3)
+        var d = DutyCycle(budget: 0.04, period: 10, random: { random.next() })
+        var cost = 0.0, perTick: [Double] = []
+        let step = 0.1
+        for i in 0..<2000 {
+            let t = Double(i) * step
+            let rate = t < 60 ? 0.001 : 0.5 // quiet, then tracing costs half a CPU
+            let on = d.tracing(now: t, cost: { cost })
+            perTick.append((on ? rate : 0) * step)
+            cost += perTick.last!
+        }
+        // any 10 s holds parts of at most two periods, each within its budget (and a
+        // tick or two of tracing past it, the granularity here)
+        let slack = 2 * 0.5 * step
+        for start in stride(from: 600, to: 1900, by: 10) {
+            let window = perTick[start..<start + 100].reduce(0, +)
+            XCTAssertLessThanOrEqual(window, 2 * (0.04 * 10 + slack), "10 s from \(Double(start) * step) s: \(window)")
+        }
+        let flood = perTick[600...].reduce(0, +) / (Double(perTick.count - 600) * step)
+        XCTAssertLessThanOrEqual(flood, 0.04 * 1.15, "cost per second during the flood")
+        XCTAssertLessThanOrEqual(perTick[600..<700].reduce(0, +), 0.04 * 10 + slack, "the period the flood starts in")
+    }
+
     /// A quiet node: tracing is cheap, so it is continuous.
     func testCheapTracingIsContinuous() {
         let r = simulate(budget: 0.04, costWhileOn: 0.01)
@@ -52,11 +79,13 @@ final class DutyCycleTests: XCTestCase {
         XCTAssertEqual(r.onRatio, 1, accuracy: 0.02)
     }
 
-    /// However costly, some of every period is traced.
-    func testMinimumShare() {
+    /// When even the least share costs more than the budget, the budget wins: each
+    /// period traces until its budget is spent (a tick here), then pauses.
+    func testBudgetWinsOverTheMinimumShare() {
         let r = simulate(budget: 0.001, costWhileOn: 1.0)
         XCTAssertEqual(r.share, 0.02, accuracy: 0.001)
-        XCTAssertGreaterThan(r.onRatio, 0.015)
+        XCTAssertGreaterThan(r.onRatio, 0)
+        XCTAssertLessThanOrEqual(r.costRate, 0.001 + 0.1 / 10, "at most a tick of tracing a period")
     }
 
     /// The traced stretch moves within the period (never the same part of it), so a

@@ -175,6 +175,8 @@ final class ServeTests: XCTestCase {
             let e = end as? [String: Any] ?? [:]
             return "\(e["netns_name"] ?? "")/\(e["device"] ?? "")"
         }
+        // the report says what share of the time it holds (here all of it: a 100 % budget)
+        XCTAssertEqual((report?["tracer_cost"] as? [String: Any])?["tracing_share"] as? Double, 1)
         let fromC0 = hops.filter { label($0["from"]).hasPrefix(c0.netns + "/") && ($0["packets"] as? Int ?? 0) > 1000 }
         XCTAssertFalse(fromC0.isEmpty, "no busy hop from \(c0.netns) in /report: \(hops.map { label($0["from"]) })")
         let promP99 = try prom.query("histogram_quantile(0.99, sum by (le, from, to) (rate(hoptrace_hop_latency_seconds_bucket[30s])))")
