@@ -176,6 +176,7 @@ public final class Tracer: @unchecked Sendable {
     private let programsLock = NSLock()
     private var programsAttached: [String] = []
     private var programsPaused: [String]?
+    private var statsPaused = false
 
     private func attachProgram(_ name: String, _ context: String) throws(TracerError) {
         programsLock.lock()
@@ -200,6 +201,13 @@ public final class Tracer: @unchecked Sendable {
         programsLock.withLock {
             guard programsPaused == nil else { return }
             ht_pause_devices(handle, 1)
+            // bpf_stats adds two clock reads to every run, the paused tcx programs'
+            // included: off while paused, on again at resume
+            statsPaused = statsFD >= 0
+            if statsPaused {
+                Glibc.close(statsFD)
+                statsFD = -1
+            }
             for name in programsAttached {
                 var err = ht_error()
                 _ = ht_detach_program(handle, name, &err)
@@ -215,6 +223,10 @@ public final class Tracer: @unchecked Sendable {
         defer { programsLock.unlock() }
         guard let names = programsPaused else { return }
         programsPaused = nil
+        if statsPaused {
+            statsPaused = false
+            try enableRunTimeStats()
+        }
         for name in names {
             var err = ht_error()
             try Self.check(ht_attach_program(handle, name, &err), err, "attaching \(name) again")
