@@ -15,14 +15,7 @@ struct ProtobufWriter {
     mutating func reserveCapacity(_ n: Int) { bytes.reserveCapacity(n) }
 
     @inline(__always)
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(truncatingIfNeeded: v))
-    }
+    mutating func varint(_ value: UInt64) { bytes.appendVarint(value) }
 
     static func zigzag(_ value: Int64) -> UInt64 {
         UInt64(bitPattern: (value << 1) ^ (value >> 63))

@@ -1,6 +1,7 @@
 import CZlib
 import CZstd
 import Foundation
+import HoptraceCore
 
 /// Appends little-endian integers and LEB128 varints.
 struct ByteWriter {
@@ -12,14 +13,7 @@ struct ByteWriter {
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
 
     @inline(__always)
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    mutating func varint(_ value: UInt64) { bytes.appendVarint(value) }
 
     /// Signed values as zigzag varints (small magnitudes stay short).
     mutating func zigzag(_ v: Int64) { varint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }
