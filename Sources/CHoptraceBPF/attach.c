@@ -226,6 +226,8 @@ int ht_attach_devices(struct ht_tracer *t, const struct ht_device_request *reqs,
 			for (int dir = 0; dir < 2; dir++)
 				if (j->link_fd[dir] >= 0)
 					close(j->link_fd[dir]);
+			if (j->used_mode == HT_ATTACH_CLSACT)
+				ht_sweep_clsact(j->netns_path, j->ifname, NULL);
 			fail(&errs[i], ENOMEM, "attach(realloc)");
 			continue;
 		}

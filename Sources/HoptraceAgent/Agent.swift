@@ -73,6 +73,7 @@ public final class Agent: @unchecked Sendable {
     private var devicesTraced = 0
     private var devicesPending = 0
     private var lastChanges: String = ""
+    private var incidentError: String?
     private var share = 1.0
     private var activeRatio = 1.0
     /// The kernel's drop reason names, read from its BTF once.
@@ -152,12 +153,17 @@ public final class Agent: @unchecked Sendable {
     }
     private let context = IncidentContext()
 
-    /// Runs until `stopRequested()`: follows the node, keeps the budget, closes a
+    /// Runs (after `start`) until `stopRequested()`: follows the node, keeps the budget, closes a
     /// window each `windowNs` (triggers, incidents, metrics). `signalRequested()`
     /// (SIGUSR1) asks for an incident. Returns promptly (within ~100 ms) once asked.
-    public func run(stopRequested: () -> Bool, signalRequested: () -> Bool = { false }) {
+    /// Starts draining and builds the first snapshot: before the HTTP server's
+    /// thread reads anything of the session.
+    public func start() {
         session.start()
         rebuild()
+    }
+
+    public func run(stopRequested: () -> Bool, signalRequested: () -> Bool = { false }) {
         let window = Double(max(options.windowNs, 10_000_000)) / 1e9
         var nextWindow = Date().addingTimeInterval(window)
         while !stopRequested() {
@@ -252,6 +258,8 @@ public final class Agent: @unchecked Sendable {
                 lock.withLock { incidentCounts[Self.triggerLabel(fired), default: 0] += 1 }
             }
         }
+        // an incident file that could not be made or finished (a full disk): said by /healthz
+        if let e = flight.storeError { lock.withLock { incidentError = "\(e)" } }
         rebuild()
     }
 
@@ -372,7 +380,8 @@ public final class Agent: @unchecked Sendable {
             let text = "\(ok ? "ok" : "stalled: no window closed for \(Int(late)) s"); devices \(devicesTraced); "
                 + (devicesPending > 0 ? "attaching \(devicesPending) more; " : "")
                 + "tracing share \(String(format: "%.2f", share)); incidents \(incidentCounts.values.reduce(0, +))"
-                + (lastChanges.isEmpty ? "" : "; last change \(lastChanges)") + "\n"
+                + (lastChanges.isEmpty ? "" : "; last change \(lastChanges)")
+                + (incidentError.map { "; incident files failing: \($0)" } ?? "") + "\n"
             return (ok, text)
         }
     }

@@ -101,7 +101,6 @@ struct Serve: ParsableCommand {
     func run() throws {
         let interruption = Interruption.install()
         try requireRoot()
-        let usr1 = SignalFlag(SIGUSR1)
         var o = AgentOptions()
         o.hostRoot = hostRoot
         o.cpuBudgetPercent = cpuBudget
@@ -122,7 +121,7 @@ struct Serve: ParsableCommand {
         let agent: Agent
         do { agent = try Agent(options: o) } catch { throw CLIError(error.description) }
         defer { agent.stop() }
-        try interruption.checkDuringSetup("attaching")
+        try interruption.checkDuringSetup("loading the BPF programs")
         let native = nativeHistograms
         let server: HTTPServer
         do {
@@ -130,12 +129,16 @@ struct Serve: ParsableCommand {
         } catch {
             throw CLIError(error.description)
         }
-        server.start()
-        defer { server.stop() }
-        // loaded and attached: from here on only what following the node needs
+        // loaded and listening: from here on only what following the node needs.
+        // Capabilities are per thread, and threads made later inherit them: dropped
+        // before any other thread exists (the drain, the HTTP server, dispatch's)
         if !keepCapabilities {
             do { try Privileges.dropToKept() } catch { throw CLIError(error.description) }
         }
+        let usr1 = SignalFlag(SIGUSR1)
+        agent.start()
+        server.start()
+        defer { server.stop() }
         progress(String(format: "serving on %@ (port %d) %.0f ms after start; CPU budget %g%%",
                         listen, Int(server.port), Date().timeIntervalSince(started) * 1000, cpuBudget)
                  + (incidents.map { "; incidents in \($0)" } ?? ""))
@@ -169,7 +172,8 @@ struct Serve: ParsableCommand {
             guard r.method == "POST" else { return .methodNotAllowed(allow: ["POST"]) }
             guard r.peerIsLoopback else { return .text("POST /trigger is accepted from the node itself (loopback) only\n", status: 403) }
             agent.request("http")
-            return .text("incident requested: it is written at the next window\n", status: 202)
+            return .text("incident requested: it starts at the next window, unless one is being written or cooling down (see /incidents)\n",
+                         status: 202)
         case "/":
             guard get else { return .methodNotAllowed(allow: ["GET", "HEAD"]) }
             return .text("hoptrace \(hoptraceVersion): /metrics /healthz /report /incidents, POST /trigger\n")

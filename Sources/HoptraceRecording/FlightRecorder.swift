@@ -219,7 +219,8 @@ public final class FlightRecorder: RecordSink {
                                softirq: .disabled, names: names)
         do throws(RecordingError) { try w.finish(end) } catch { storeError = storeError ?? error }
         writer = nil
-        store.prune()
+        // an incident larger than the bound is kept: it is the newest
+        store.prune(keeping: w.path)
     }
 
     /// At the end of a session: an incident still being written is ended where it is.

@@ -221,18 +221,25 @@ public final class Tracer: @unchecked Sendable {
     public func resume() throws(TracerError) {
         programsLock.lock()
         defer { programsLock.unlock() }
-        guard let names = programsPaused else { return }
-        programsPaused = nil
-        if statsPaused {
-            statsPaused = false
-            try enableRunTimeStats()
+        guard var left = programsPaused else { return }
+        // the devices trace again whatever happens below; a program that fails to
+        // attach stays listed, so the next resume tries it again
+        defer {
+            programsPaused = left.isEmpty ? nil : left
+            ht_pause_devices(handle, 0)
+            if statsPaused {
+                statsPaused = false
+                try? enableRunTimeStats()
+            }
         }
-        for name in names {
+        while let name = left.first {
             var err = ht_error()
-            try Self.check(ht_attach_program(handle, name, &err), err, "attaching \(name) again")
+            let rc = ht_attach_program(handle, name, &err)
+            // EEXIST: a pause that could not detach it left it attached
+            if rc != 0 && err.code != -EEXIST { try Self.check(rc, err, "attaching \(name) again") }
             programsAttached.append(name)
+            left.removeFirst()
         }
-        ht_pause_devices(handle, 0)
     }
 
     /// Softirq counters since load, `[cpu][vector]`.

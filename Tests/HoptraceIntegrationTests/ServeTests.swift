@@ -326,17 +326,23 @@ final class ServeTests: XCTestCase {
             let m = try http("http://127.0.0.1:\(port)/metrics").body
             return m.split(separator: "\n").contains { $0.hasPrefix("hoptrace_hop_packets_total{from=\"\(c0.netns)/eth0\"") && !$0.hasSuffix(" 0") }
         }, "no hop from \(c0.netns) in the metrics")
-        // the agent's process is setpriv's child (exec'd: the same pid)
-        let status = try String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/status", encoding: .utf8)
-        func field(_ name: String) -> String {
-            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { String($0.split(separator: "\t").last ?? "") } ?? ""
-        }
+        // the agent's process is setpriv's child (exec'd: the same pid); capabilities
+        // are per thread, so every thread of it is looked at (the HTTP server's too)
+        let pid = agent.process.processIdentifier
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        XCTAssertGreaterThan(tasks.count, 2, "the drain and HTTP threads")
         let allowed: UInt64 = [2, 12, 19, 21, 24, 38, 39].reduce(0) { $0 | (1 << $1) }
-        let effective = UInt64(field("CapEff"), radix: 16) ?? .max
-        XCTAssertEqual(effective & ~allowed, 0, "CapEff \(field("CapEff")) holds more than the DaemonSet's set")
-        XCTAssertEqual(UInt64(field("CapInh"), radix: 16), 0)
-        XCTAssertEqual(UInt64(field("CapAmb"), radix: 16), 0)
-        XCTAssertEqual(field("NoNewPrivs"), "1")
+        for task in tasks {
+            let status = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)
+            func field(_ name: String) -> String {
+                status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { String($0.split(separator: "\t").last ?? "") } ?? ""
+            }
+            let effective = UInt64(field("CapEff"), radix: 16) ?? .max
+            XCTAssertEqual(effective & ~allowed, 0, "thread \(task) (\(field("Name"))): CapEff \(field("CapEff")) holds more than the DaemonSet's set")
+            XCTAssertEqual(UInt64(field("CapInh"), radix: 16), 0, "thread \(task)")
+            XCTAssertEqual(UInt64(field("CapAmb"), radix: 16), 0, "thread \(task)")
+            XCTAssertEqual(field("NoNewPrivs"), "1", "thread \(task)")
+        }
         let s = agent.stop()
         XCTAssertEqual(s.status, 0)
         XCTAssertEqual(try hoptraceProgramsLeft(), [])
