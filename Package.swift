@@ -63,20 +63,22 @@ let package = Package(
         .executableTarget(name: "hoptrace-bench",
                          dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
                                         "HoptraceMetrics", "HoptraceHTTP"]),
+        // What every test target shares: the rule for a test that cannot run here.
+        .target(name: "HoptraceTestSupport", path: "Tests/HoptraceTestSupport"),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceAgentTests", dependencies: ["HoptraceAgent"]),
-        .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics"]),
-        .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording"]),
+        .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics", "HoptraceTestSupport"]),
+        .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceTestSupport"]),
         // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
         .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),
         // The deployment files (deploy/): the DaemonSet against the Kubernetes schemas,
         // the systemd unit through systemd-analyze, both against deploy/capabilities.
         // Reads files and runs those tools only: it needs no other target.
-        .testTarget(name: "HoptraceDeployTests"),
+        .testTarget(name: "HoptraceDeployTests", dependencies: ["HoptraceTestSupport"]),
         .testTarget(
             name: "HoptraceIntegrationTests",
-            dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording"]
+            dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording", "HoptraceTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -74,7 +74,6 @@ public final class Agent: @unchecked Sendable {
     private var devicesPending = 0
     private var lastChanges: String = ""
     private var incidentError: String?
-    private var share = 1.0
     private var activeRatio = 1.0
     /// The kernel's drop reason names, read from its BTF once.
     private let dropReasons = DropReasons.running()
@@ -141,7 +140,6 @@ public final class Agent: @unchecked Sendable {
         private var devices: [DeviceSelection] = []
         private var names: NameTable?
         private var share = 1.0
-    private var activeRatio = 1.0
         func update(devices: [DeviceSelection]? = nil, names: NameTable? = nil, share: Double? = nil) {
             lock.withLock {
                 if let devices { self.devices = devices }
@@ -223,10 +221,7 @@ public final class Agent: @unchecked Sendable {
         // a budget of 100 % is no budget: continuous
         let on = duty.tracing(now: now, cost: costSoFar,
                               forced: options.cpuBudgetPercent >= 100 || session.isWritingIncident || hasRequest)
-        lock.withLock {
-            share = duty.share
-            activeRatio = duty.lastPeriodActiveRatio
-        }
+        lock.withLock { activeRatio = duty.lastPeriodActiveRatio }
         context.update(share: duty.share)
         if on && session.isPaused {
             try? session.resume()
@@ -379,7 +374,7 @@ public final class Agent: @unchecked Sendable {
             let ok = late < 10 * Double(options.windowNs) / 1e9 + 5
             let text = "\(ok ? "ok" : "stalled: no window closed for \(Int(late)) s"); devices \(devicesTraced); "
                 + (devicesPending > 0 ? "attaching \(devicesPending) more; " : "")
-                + "tracing share \(String(format: "%.2f", share)); incidents \(incidentCounts.values.reduce(0, +))"
+                + "tracing share \(String(format: "%.2f", context.read().share)); incidents \(incidentCounts.values.reduce(0, +))"
                 + (lastChanges.isEmpty ? "" : "; last change \(lastChanges)")
                 + (incidentError.map { "; incident files failing: \($0)" } ?? "") + "\n"
             return (ok, text)

@@ -322,12 +322,6 @@ public final class Tracer: @unchecked Sendable {
         attached.removeAll { $0.id == a.id }
     }
 
-    /// Removes clsact filters a killed hoptrace left on a device; returns how many.
-    public static func sweepClsact(device ifname: String, netnsPath: String?) -> Int {
-        var err = ht_error()
-        return Int(max(0, ht_sweep_clsact(netnsPath, ifname, &err)))
-    }
-
     /// Copies waiting records into `buffer`, waiting up to `timeoutMs` if none are ready.
     /// Returns the number of bytes (whole records).
     public func drain(into buffer: UnsafeMutableRawBufferPointer, timeoutMs: Int32) throws(TracerError) -> Int {

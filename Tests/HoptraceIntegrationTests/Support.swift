@@ -3,6 +3,7 @@ import HoptraceCore
 import HoptraceLab
 import HoptraceNode
 import HoptraceTracer
+import HoptraceTestSupport
 import XCTest
 
 /// Integration tests need root and BPF. Without them they say so loudly and skip;
@@ -15,13 +16,7 @@ func requireRootAndBPF() throws {
         do { _ = try Tracer() } catch { reason = "cannot load BPF: \(error)" }
     }
     guard let reason else { return }
-    let message = "INTEGRATION TESTS NOT RUN (\(reason)): run 'sudo make test' on a machine with BPF"
-    FileHandle.standardError.write(Data("\n*** \(message) ***\n\n".utf8))
-    if ProcessInfo.processInfo.environment["CI"] == "true" {
-        XCTFail(message)
-        throw XCTSkip("failed above")
-    }
-    throw XCTSkip(message)
+    try notRun("integration tests (\(reason)): run 'sudo make test' on a machine with BPF")
 }
 
 /// The package's root folder (for the built binary and scripts).

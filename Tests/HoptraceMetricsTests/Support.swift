@@ -1,6 +1,7 @@
 import Foundation
 import HoptraceCore
 import HoptraceMetrics
+import HoptraceTestSupport
 import XCTest
 
 /// A workload name with every character the text formats must escape.
@@ -148,11 +149,5 @@ func runProcess(_ path: String, _ arguments: [String], input: [UInt8]) throws ->
 /// A tool the tests need: missing, it is said loudly, and under CI (CI=true) the test fails rather than skips.
 func requireTool(_ path: String, package: String) throws {
     if FileManager.default.isExecutableFile(atPath: path) { return }
-    let message = "\(path) not found: install Debian's '\(package)' package (make deps does)"
-    FileHandle.standardError.write(Data("\n*** TEST NOT RUN: \(message) ***\n\n".utf8))
-    if ProcessInfo.processInfo.environment["CI"] == "true" {
-        XCTFail(message)
-        throw XCTSkip("failed above")
-    }
-    throw XCTSkip(message)
+    try notRun("\(path) not found: install Debian's '\(package)' package (make deps does)")
 }
