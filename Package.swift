@@ -48,13 +48,17 @@ let package = Package(
         // The agent's HTTP server (/metrics, /healthz, /report, /incidents, POST /trigger):
         // one thread polling non-blocking sockets, bounded per client. Foundation and Glibc only.
         .target(name: "HoptraceHTTP"),
+        // What people look at: the live view of `hoptrace top` (interval figures, the
+        // screen as lines, JSON lines) and the self-contained HTML of `report --html` and
+        // `compare --html` (inline SVG). Pure Swift over Core and Recording: tested without root.
+        .target(name: "HoptraceViews", dependencies: ["HoptraceCore", "HoptraceRecording"]),
         // Namespace labs and built-in traffic for demo, tests and benchmarks.
         .target(name: "HoptraceLab", dependencies: ["HoptraceCore", "HoptraceNode", "CHoptraceNetns"]),
         .target(
             name: "HoptraceCLI",
             dependencies: [
                 "HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
-                "HoptraceAgent", "HoptraceHTTP", "HoptraceMetrics",
+                "HoptraceAgent", "HoptraceHTTP", "HoptraceMetrics", "HoptraceViews",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,13 +66,17 @@ let package = Package(
         // `make bench`: overhead and consumer speed, as ratios against baselines in one run.
         .executableTarget(name: "hoptrace-bench",
                          dependencies: ["HoptraceCore", "HoptraceNode", "HoptraceTracer", "HoptraceLab", "HoptraceRecording",
-                                        "HoptraceMetrics", "HoptraceHTTP"]),
+                                        "HoptraceMetrics", "HoptraceHTTP", "HoptraceViews"]),
         // What every test target shares: the rule for a test that cannot run here.
         .target(name: "HoptraceTestSupport", path: "Tests/HoptraceTestSupport"),
         .testTarget(name: "HoptraceCoreTests", dependencies: ["HoptraceCore", "CHoptraceABI"]),
         .testTarget(name: "HoptraceNodeTests", dependencies: ["HoptraceCore", "HoptraceNode"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HoptraceAgentTests", dependencies: ["HoptraceAgent"]),
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics", "HoptraceTestSupport"]),
+        // The views: the live screen and its keys, interval figures, the HTML pages
+        // (a golden test of chart geometry; headless Chromium opens them, network off).
+        .testTarget(name: "HoptraceViewsTests",
+                    dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceViews", "HoptraceTestSupport", "CZlib"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceTestSupport"]),
         // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
         .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),
