@@ -4,8 +4,10 @@
 # when nothing is missing.
 set -euo pipefail
 # systemd: systemd-analyze, for the test that verifies deploy/systemd/hoptrace.service
+# chromium and fonts-dejavu-core: the tests that open report/compare --html headless
+# tmux: the test that drives `hoptrace top` full-screen
 pkgs=(libbpf-dev libelf-dev zlib1g-dev libzstd-dev bpftool iproute2 iperf3 sockperf util-linux
-      nftables bpftrace tcpdump ethtool python3-pip prometheus systemd)
+      nftables bpftrace tcpdump ethtool python3-pip prometheus systemd chromium fonts-dejavu-core tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
