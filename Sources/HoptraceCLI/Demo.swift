@@ -60,10 +60,11 @@ struct Demo: ParsableCommand {
         let a = lab.containers[0], b = lab.containers[1]
         var options = try TraceOptions.parse(["--bpf-stats"]) // the demo shows what tracing costs
         options.json = json
-        var tracer = options.tracerOptions(allVeth: true) // every veth of the lab is traced
+        var tracer = options.tracer.tracerOptions(allVeth: true) // every veth of the lab is traced
         tracer.runTimeStats = true
         let summary = TrafficSummary()
-        let report = try runTrace(devices: lab.devices, names: Discovery.topology().names, options: options, tracer: tracer,
+        let report = try runTrace(devices: lab.devices, names: Discovery.topology().names, maxFlows: options.tracer.maxFlows,
+                                  topFlows: options.top, tracer: tracer,
                                   interruption: interruption) { session in
             let done = Done()
             let traffic = Thread {

@@ -73,7 +73,7 @@ struct Record: ParsableCommand {
         try requireRoot()
         let chosen = try selection.resolve()
         let (devices, names) = (chosen.devices, chosen.names)
-        let tracer = options.tracerOptions(allVeth: chosen.everyVeth)
+        let tracer = options.tracer.tracerOptions(allVeth: chosen.everyVeth)
         let metadata = TraceSession.recordingMetadata(devices: devices, names: names, options: tracer,
                                                       windowNs: window.ns, version: hoptraceVersion)
         let writer: RecordingWriter
@@ -89,7 +89,8 @@ struct Record: ParsableCommand {
                      + (trigger.map(\.description) + ["SIGUSR1"]).joined(separator: ", "))
         }
         let usr1 = SignalFlag(SIGUSR1)
-        let report = try runTrace(devices: devices, names: names, options: options, tracer: tracer,
+        let report = try runTrace(devices: devices, names: names, maxFlows: options.tracer.maxFlows, topFlows: options.top,
+                                  tracer: tracer,
                                   interruption: interruption, recording: target, hostRoot: selection.hostRoot) { session in
             session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: window.ns,
                         wait: interruption.wait, stopRequested: { interruption.received != 0 },

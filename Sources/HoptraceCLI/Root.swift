@@ -19,6 +19,7 @@ public struct HoptraceCommand: ParsableCommand {
           hoptrace list
           hoptrace trace --all-veth --duration 10s
           hoptrace trace --netns web --iface eth0 --json
+          hoptrace top --all-veth
           hoptrace record -o before.hoptrace --all-veth --duration 60s
           hoptrace report before.hoptrace
           hoptrace compare before.hoptrace after.hoptrace --fail-if-slower 10%
@@ -27,7 +28,7 @@ public struct HoptraceCommand: ParsableCommand {
           hoptrace demo
         """,
         version: hoptraceVersion,
-        subcommands: [Doctor.self, List.self, Trace.self, Record.self, ReportCommand.self, Compare.self,
+        subcommands: [Doctor.self, List.self, Trace.self, Top.self, Record.self, ReportCommand.self, Compare.self,
                       ExportCommand.self, Serve.self, Demo.self]
     )
 
@@ -89,14 +90,26 @@ struct TraceOptions: ParsableArguments {
             transform: { try parsePositiveDuration($0, "duration", example: "10s, 500ms, 2m") })
     var duration = DurationArgument(ns: 10_000_000_000)
 
+    @Option(help: "Flows listed in the report's text, slowest p99 first (--json lists all).")
+    var top: Int = Report.defaultTopFlows
+
+    @Flag(help: "Print the report as JSON (schema in docs/report-schema.md).")
+    var json = false
+
+    @OptionGroup var tracer: TracerArguments
+
+    func validate() throws {
+        guard top >= 0 else { throw ValidationError("--top must not be negative") }
+    }
+}
+
+/// How to trace, whatever is done with it: shared by trace, record, demo and top.
+struct TracerArguments: ParsableArguments {
     @Option(help: "Follow one packet in N (1 = every packet).")
     var sample: UInt32 = TracerOptions().sampleEvery
 
     @Option(help: "Record only hops at least this slow, e.g. 50us. (default: 0: every hop)", transform: { try parseDuration($0, "--min-latency", example: "50us") })
     var minLatency = DurationArgument(ns: TracerOptions().minLatencyNs)
-
-    @Option(help: "Flows listed in the report's text, slowest p99 first (--json lists all).")
-    var top: Int = Report.defaultTopFlows
 
     @Option(help: "Flows kept apart before the idlest are folded into one aggregate (bounds memory).")
     var maxFlows: Int = FlowTable.defaultCapacity
@@ -113,13 +126,9 @@ struct TraceOptions: ParsableArguments {
     @Flag(help: "Measure the BPF programs' own run time (bpf_stats) for the report's tracer cost. It adds two clock reads to every program run, so it is off unless asked for.")
     var bpfStats = false
 
-    @Flag(help: "Print the report as JSON (schema in docs/report-schema.md).")
-    var json = false
-
     func validate() throws {
         guard sample >= 1 else { throw ValidationError("--sample must be at least 1") }
         guard maxFlows >= 8 else { throw ValidationError("--max-flows must be at least 8") }
-        guard top >= 0 else { throw ValidationError("--top must not be negative") }
         guard (1024...4_194_304).contains(maxPackets) else { throw ValidationError("--max-packets must be between 1024 and 4194304") }
     }
 

@@ -29,8 +29,9 @@ struct Trace: ParsableCommand {
         let interruption = Interruption.install()
         try requireRoot()
         let chosen = try selection.resolve()
-        let report = try runTrace(devices: chosen.devices, names: chosen.names, options: options,
-                                  tracer: options.tracerOptions(allVeth: chosen.everyVeth), interruption: interruption,
+        let report = try runTrace(devices: chosen.devices, names: chosen.names, maxFlows: options.tracer.maxFlows,
+                                  topFlows: options.top, tracer: options.tracer.tracerOptions(allVeth: chosen.everyVeth),
+                                  interruption: interruption,
                                   hostRoot: selection.hostRoot) { session in
             session.run(until: Date().addingTimeInterval(options.duration.seconds), windowNs: 1_000_000_000,
                         wait: interruption.wait, stopRequested: { interruption.received != 0 })
@@ -42,13 +43,14 @@ struct Trace: ParsableCommand {
 /// Starts a session on `devices`, runs `body` (which traces while traffic flows),
 /// and returns the report. A signal during set-up exits cleanly; one later still
 /// reports. Errors are thrown as one line.
-func runTrace(devices: [DeviceSelection], names: NameTable, options: TraceOptions, tracer: TracerOptions,
+func runTrace(devices: [DeviceSelection], names: NameTable, maxFlows: Int, topFlows: Int = Report.defaultTopFlows,
+              tracer: TracerOptions,
               interruption: Interruption, recording: RecordingTarget? = nil, hostRoot: String = "/",
               body: (TraceSession) throws -> Void) throws -> Report {
     let session: TraceSession
     do {
-        session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: options.maxFlows,
-                                   topFlows: options.top, recording: recording, hostRoot: hostRoot)
+        session = try TraceSession(devices: devices, options: tracer, names: names, flowCapacity: maxFlows,
+                                   topFlows: topFlows, recording: recording, hostRoot: hostRoot)
     } catch {
         throw CLIError(error.description)
     }

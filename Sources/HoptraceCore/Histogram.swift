@@ -103,6 +103,25 @@ public struct Histogram: Sendable, Equatable {
         _max = Swift.max(_max, other._max)
     }
 
+    /// What was recorded since `earlier`, a copy of this histogram taken before
+    /// (the live view's interval from two cumulative snapshots). Counts and sum are
+    /// exact. The extremes are the interval's own where the cumulative ones moved,
+    /// else the bounds of its lowest and highest bucket (within the precision).
+    public func subtracting(_ earlier: Histogram) -> Histogram {
+        precondition(earlier.precisionBits == precisionBits, "subtracting histograms of different precision")
+        var d = Histogram(precisionBits: precisionBits)
+        guard _count > earlier._count else { return d }
+        d._counts = _counts
+        for (i, c) in earlier._counts.enumerated() where c != 0 { d._counts[i] &-= c }
+        while d._counts.last == 0 { d._counts.removeLast() }
+        d._count = _count &- earlier._count
+        d._sum = _sum &- earlier._sum
+        let low = d._counts.firstIndex { $0 != 0 } ?? 0, high = d._counts.count - 1
+        d._min = _min < earlier._min ? _min : Swift.max(_min, bucketRange(low).lowerBound)
+        d._max = _max > earlier._max ? _max : Swift.min(_max, bucketRange(high).upperBound)
+        return d
+    }
+
     /// The same values at a coarser precision: exact, since each bucket of
     /// `bits` is a union of buckets of this precision.
     public func reduced(toPrecision bits: Int) -> Histogram {

@@ -308,6 +308,19 @@ public final class TraceSession: @unchecked Sendable {
         lock.withLock { body(aggregate, names) }
     }
 
+    /// The counts so far, for the live view (`LiveInterval` of two of these). Copies
+    /// each hop's total under the drain's lock: a few KiB a hop.
+    public func liveSample() -> LiveSample {
+        let softirq = softirqCounters(), bpf = statsAvailable ? bpfRunNs() : nil, consumer = drainCPUNsSoFar
+        return lock.withLock {
+            LiveSample(monotonicNs: monotonicNs(), aggregate: aggregate, names: names, softirq: softirq,
+                       consumerCPUNs: consumer, bpfRunNs: bpf)
+        }
+    }
+
+    /// The names of the running kernel's drop reasons (from its BTF).
+    public var kernelDropReasons: DropReasons { lock.withLock { dropReasons } }
+
     /// BPF run time of this session's programs since it started, nanoseconds (0 when
     /// run-time statistics are off).
     public func bpfRunNs() -> UInt64 {
