@@ -235,6 +235,16 @@ let overheadOnly = args.contains("--overhead-only")
 let discoveryOnly = args.contains("--discovery-only")
 /// `--serve-only`: just the agent's figures (attach, hot-plug, memory, scrape, idle CPU).
 let serveOnly = args.contains("--serve-only")
+/// `--top-only`: just what `hoptrace top` costs itself (TopBench.swift).
+let topOnly = args.contains("--top-only")
+if topOnly || (!overheadOnly && !discoveryOnly && !pinnedOnly && !serveOnly && !args.contains("--consumer-only")) {
+    say("top: hoptrace top full screen under tmux, 60 veth pairs, 20 talking")
+    results["top"] = try topFigures(pairs: 60, talkers: 20, seconds: 20, hoptrace: hoptraceBinary)
+    if topOnly {
+        print(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+        exit(0)
+    }
+}
 if !overheadOnly && !discoveryOnly && !pinnedOnly && !serveOnly {
     say("consumer: Swift drain+decode+histograms vs minimal C libbpf consumer, \(repeats) rounds of 60000 records")
     let swift = try swiftConsumerRate(rounds: repeats, perRound: 60_000)

@@ -8,57 +8,9 @@ import XCTest
 /// `hoptrace top` as people use it: full screen in a real terminal (tmux), keys
 /// sent as typed, the screen read back; and piped, as JSON lines.
 final class TopTests: XCTestCase {
-    /// A tmux server of the test's own (its own socket), killed in every exit path.
-    final class Tmux {
-        let socket = "ht-top-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-
-        func run(_ args: [String]) throws -> String { try Command.run(["tmux", "-L", socket] + args) }
-
-        /// Starts the server and its session running `script`. Spawned and waited for
-        /// directly: Foundation's Process learns that a child exited when a socket it
-        /// passes down closes, and the server tmux leaves behind keeps it open.
-        func start(_ script: String, width: Int = 200, height: Int = 40) throws {
-            let args = ["tmux", "-L", socket, "new-session", "-d", "-s", "top", "-x", String(width), "-y", String(height),
-                        "sh", "-c", script]
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            for fd in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] {
-                posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY, 0)
-            }
-            var argv = args.map { strdup($0) } + [nil]
-            defer { argv.forEach { free($0) } }
-            var pid: pid_t = 0
-            guard posix_spawnp(&pid, "tmux", &actions, nil, &argv, environ) == 0 else {
-                throw TestFailure(description: "cannot run tmux")
-            }
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            guard status == 0 else { throw TestFailure(description: "tmux new-session failed (status \(status))") }
-        }
-
-        func screen() -> String { (try? run(["capture-pane", "-p", "-t", "top"])) ?? "" }
-
-        func value(_ format: String) -> String {
-            ((try? run(["display-message", "-p", "-t", "top", format])) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-
-        /// Polls the screen until `done` holds, up to `seconds`; returns whether it did.
-        func wait(_ seconds: Double, until done: (String) -> Bool) -> Bool {
-            let end = Date().addingTimeInterval(seconds)
-            while Date() < end {
-                if done(screen()) { return true }
-                usleep(100_000)
-            }
-            return done(screen())
-        }
-
-        deinit { _ = try? Command.run(["tmux", "-L", socket, "kill-server"]) }
-    }
-
     func requireTmux() throws {
         try requireRootAndBPF()
-        if (try? Command.run(["tmux", "-V"])) == nil { try notRun("tmux is not installed: run 'make deps'") }
+        if !Tmux.isInstalled { try notRun("tmux is not installed: run 'make deps'") }
     }
 
     /// Request/response traffic from the lab's first container to its second, for
@@ -118,15 +70,15 @@ final class TopTests: XCTestCase {
                 print("top: the lab's hops shown \(String(format: "%.2f", Date().timeIntervalSince(started))) s after traffic started")
                 XCTAssertTrue(tmux.screen().contains("sort: p99"))
                 XCTAssertGreaterThanOrEqual(Self.hopRows(tmux.screen()).count, 2, tmux.screen())
-                _ = try tmux.run(["send-keys", "-t", "top", "s"])
+                try tmux.send("s")
                 XCTAssertTrue(tmux.wait(2) { $0.contains("sort: p50") }, "s sorts by the next column:\n\(tmux.screen())")
                 // after the next interval too, rows are slowest p50 first
                 usleep(1_200_000)
                 let rows = Self.hopRows(tmux.screen())
                 XCTAssertEqual(rows.map(\.p50Ns), rows.map(\.p50Ns).sorted(by: >), "sorted by p50:\n\(tmux.screen())")
-                _ = try tmux.run(["send-keys", "-t", "top", "q"])
+                try tmux.send("q")
             } else if exit == "C-c" {
-                _ = try tmux.run(["send-keys", "-t", "top", "C-c"])
+                try tmux.send("C-c")
             } else {
                 let shell = tmux.value("#{pane_pid}")
                 let top = try Command.run(["pgrep", "-P", shell, "-f", "hoptrace top"]).split(separator: "\n").first.map(String.init)
