@@ -76,6 +76,14 @@ final class TopTests: XCTestCase {
                 usleep(1_200_000)
                 let rows = Self.hopRows(tmux.screen())
                 XCTAssertEqual(rows.map(\.p50Ns), rows.map(\.p50Ns).sorted(by: >), "sorted by p50:\n\(tmux.screen())")
+                // resized: the screen is redrawn at the new size, footer on the last row
+                _ = try tmux.run(["resize-window", "-t", "main", "-x", "100", "-y", "20"])
+                let redrawn = tmux.wait(3) { screen in
+                    let rows = screen.split(separator: "\n", omittingEmptySubsequences: false).prefix(20)
+                    return rows.last?.hasPrefix("q quit") == true && rows.allSatisfy { $0.count <= 100 }
+                        && rows.contains { $0.hasPrefix("SOFTIRQ") }
+                }
+                XCTAssertTrue(redrawn, "redrawn at 100x20:\n\(tmux.screen())")
                 try tmux.send("q")
             } else if exit == "C-c" {
                 try tmux.send("C-c")
