@@ -16,11 +16,12 @@ final class Interruption: @unchecked Sendable {
     nonisolated(unsafe) private static var installed: Interruption?
     private let wake = DispatchSemaphore(value: 0)
 
-    /// The process's one handler of SIGINT and SIGTERM.
-    static func install() -> Interruption {
+    /// The process's one handler of SIGINT and SIGTERM, and of `also` (SIGHUP for a
+    /// full-screen view: its terminal went away).
+    static func install(also: [Int32] = []) -> Interruption {
         lock.withLock {
             if let i = installed { return i }
-            for sig in [SIGINT, SIGTERM] {
+            for sig in [SIGINT, SIGTERM] + also {
                 signal(sig) { sig in _ = caughtSignal.compareExchange(expected: 0, desired: sig, ordering: .relaxed) }
             }
             let i = Interruption()

@@ -10,7 +10,8 @@ private let resized = Atomic<Bool>(false)
 /// way out (q, Ctrl-C and SIGTERM end the loop, errors unwind through a defer).
 /// Ctrl-C still raises SIGINT (ISIG stays on), so it is handled as in every command.
 final class Terminal {
-    private var saved = termios()
+    /// The terminal's settings before, if it is one (else nothing to restore).
+    private var saved: termios?
     private var active = false
 
     /// Whether standard output is a terminal (else `top` prints JSON lines).
@@ -18,8 +19,10 @@ final class Terminal {
 
     /// Enters the full screen: keys one at a time without echo, the alternate screen.
     func enter() {
-        if isatty(STDIN_FILENO) == 1, tcgetattr(STDIN_FILENO, &saved) == 0 {
-            var raw = saved
+        var settings = termios()
+        if isatty(STDIN_FILENO) == 1, tcgetattr(STDIN_FILENO, &settings) == 0 {
+            saved = settings
+            var raw = settings
             raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
             withUnsafeMutableBytes(of: &raw.c_cc) { cc in
                 cc[Int(VMIN)] = 0
@@ -28,6 +31,8 @@ final class Terminal {
             tcsetattr(STDIN_FILENO, TCSANOW, &raw)
         }
         signal(SIGWINCH) { _ in resized.store(true, ordering: .relaxed) }
+        // Ctrl-Z would stop top with the terminal still full screen and raw
+        signal(SIGTSTP, SIG_IGN)
         active = true
         write("\u{1b}[?1049h\u{1b}[?25l\u{1b}[2J")
     }
@@ -37,8 +42,9 @@ final class Terminal {
         guard active else { return }
         active = false
         write("\u{1b}[0m\u{1b}[?25h\u{1b}[?1049l")
-        if isatty(STDIN_FILENO) == 1 { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
+        if var settings = saved { tcsetattr(STDIN_FILENO, TCSANOW, &settings) }
         signal(SIGWINCH, SIG_DFL)
+        signal(SIGTSTP, SIG_DFL)
     }
 
     deinit { restore() }

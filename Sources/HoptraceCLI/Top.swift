@@ -45,7 +45,7 @@ struct Top: ParsableCommand {
     }
 
     func run() throws {
-        let interruption = Interruption.install()
+        let interruption = Interruption.install(also: [SIGHUP])
         // a reader that goes away (`| head`) must end the loop, not kill the process
         // before it detaches (clsact filters would stay)
         signal(SIGPIPE, SIG_IGN)
