@@ -93,12 +93,7 @@ func serveFigures(pairs: Int, hoptrace: String) throws -> [String: Any] {
         + String(format: "median %.1f ms, first %.1f ms (connect to last byte, in process)", median(scrapes), scrapes[0]))
 
     // idle: its CPU over 10 s with no traffic
-    func cpuSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(agent.process.processIdentifier)/stat", encoding: .utf8),
-              let close = stat.range(of: ") ") else { return 0 }
-        let f = stat[close.upperBound...].split(separator: " ")
-        return ((Double(f[11]) ?? 0) + (Double(f[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    func cpuSeconds() -> Double { processCPUSeconds(agent.process.processIdentifier) }
     let c0 = cpuSeconds()
     sleep(10)
     let idlePercent = (cpuSeconds() - c0) / 10 * 100
@@ -181,4 +176,12 @@ func scrapeFigures(hops: Int) throws -> [String: Any] {
                hops, cached.count / 1024, median(encodeMs), median(scrapeMs)))
     return ["hops": hops, "kib": cached.count / 1024, "encode_ms": (median(encodeMs) * 10).rounded() / 10,
             "scrape_ms": (median(scrapeMs) * 10).rounded() / 10]
+}
+
+/// User + system CPU time of process `pid` so far, seconds (0 if it is gone).
+func processCPUSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.range(of: ") ") else { return 0 }
+    let f = stat[close.upperBound...].split(separator: " ")
+    return ((Double(f[11]) ?? 0) + (Double(f[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

@@ -38,15 +38,9 @@ func topFigures(pairs: Int, talkers: Int, seconds: Int, hoptrace: String) throws
     }
     let pid = Int32(try Command.run(["pgrep", "-P", tmux.value("#{pane_pid}"), "-f", "hoptrace top"])
         .split(separator: "\n").first ?? "") ?? 0
-    func processCPUSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.range(of: ") ") else { return 0 }
-        let f = stat[close.upperBound...].split(separator: " ")
-        return ((Double(f[11]) ?? 0) + (Double(f[12]) ?? 0)) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
     sleep(3) // the hops of every talker on screen
     var view: [Double] = [], consumer: [Double] = [], hops: [Int] = []
-    let cpu0 = processCPUSeconds(), t0 = nowSeconds()
+    let cpu0 = processCPUSeconds(pid), t0 = nowSeconds()
     for _ in 0..<seconds {
         sleep(1)
         let screen = tmux.screen()
@@ -54,7 +48,7 @@ func topFigures(pairs: Int, talkers: Int, seconds: Int, hoptrace: String) throws
         if let c = screen.firstMatch(of: /consumer (\d+\.\d)%/).flatMap({ Double($0.1) }) { consumer.append(c) }
         if let h = screen.firstMatch(of: /(\d+) hops/).flatMap({ Int($0.1) }) { hops.append(h) }
     }
-    let processPercent = (processCPUSeconds() - cpu0) / (nowSeconds() - t0) * 100
+    let processPercent = (processCPUSeconds(pid) - cpu0) / (nowSeconds() - t0) * 100
     try? tmux.send("q")
     _ = tmux.wait(10) { !$0.contains("hoptrace top") }
     say(String(format: "top: %d hops on screen; view %.2f %% of a CPU (median of %d seconds, max %.1f), consumer %.2f %%, "
