@@ -83,7 +83,8 @@ public struct SyntheticRecording: Sendable {
             let at = start + UInt64(i) * (1_000_000_000 / UInt64(recordsPerHop))
             for h in 0..<hops {
                 let r = rng.next()
-                let tail: UInt64 = r % 100 == 0 ? 20 : 1 // one packet in 100 waits 20x longer
+                // one packet in 500 waits 8x longer: a tail, below the timeline's flag rule
+                let tail: UInt64 = r % 500 == 0 ? 8 : 1
                 let backlog = Double(1_000 + r % 4_000) * Double(tail) * backlogFactor * (slow ? 60 : 1)
                 out.append(HopRecord(
                     timestampNs: at + UInt64(h) * 10_000, forwardNs: h == 0 ? 0 : UInt32(2_000 + (r >> 16) % 1_500),

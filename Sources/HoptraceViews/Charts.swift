@@ -12,7 +12,7 @@ public enum DistributionChart {
     /// into bins wide enough to read, narrow enough to show a second mode.
     public static let binsPerDecade = 20
     /// The plot area inside the chart: left, right, top, bottom.
-    static let plot = (left: 58.0, right: 388.0, top: 48.0, bottom: 180.0)
+    static let plot = (left: 58.0, right: 376.0, top: 48.0, bottom: 180.0)
 
     /// The x axis of every distribution on a page: one scale, so charts compare at a glance.
     public static func scale(covering histograms: [Histogram]) -> LogScale {
@@ -95,7 +95,7 @@ public enum DistributionChart {
 public enum BreakdownChart {
     public static let width = 1200
     public static let height = 112
-    static let plot = (left: 64.0, right: 1180.0, top: 24.0, bottom: 76.0)
+    static let plot = (left: 64.0, right: 1120.0, top: 24.0, bottom: 76.0)
 
     /// The x axis every hop's bars share: up to the largest p99 stack.
     public static func scale(maxStackNs: UInt64) -> LinearScale {

@@ -97,11 +97,10 @@ enum Page {
             let label = Timeline.hopLabel(key, names: names)
             let points = ColumnPoint.points(w, hop: index, columns: columns)
             if points.isEmpty { continue }
-            var flags: [Int: String] = [:]
-            for f in flagsByHop[label] ?? [] {
-                flags[columns.column(of: f.window), default: ""] += (flags[columns.column(of: f.window)] == nil ? "" : "\n")
-                    + flagText(f)
-            }
+            // a column's first flag in full, and how many more it holds: the titles of
+            // a recording flagged all along stay a line a column
+            let byColumn = Dictionary(grouping: flagsByHop[label] ?? [], by: { columns.column(of: $0.window) })
+            let flags = byColumn.mapValues { f in flagText(f[0]) + (f.count > 1 ? " (and \(f.count - 1) more flagged windows)" : "") }
             out += TimelineChart.svg(hop: label, run: run, points: points, flags: flags, columns: columns, windowNs: w.windowNs)
         }
         let drops = (0..<columns.count).map { c in
@@ -136,13 +135,13 @@ enum Page {
         return text
     }
 
-    /// What a flag found, as the text timeline says it.
+    /// What a flag found, as the text timeline says it (the slowest of its flows only).
     static func flagText(_ f: Timeline.Flag) -> String {
         var s = "FLAG window \(f.window): p99 \(exactNs(f.p99Ns)) vs baseline \(formatNs(f.baselineP99Ns)); drops \(f.drops)"
         if !f.softirqBusyPercent.isEmpty {
             s += "; softirq busy " + f.softirqBusyPercent.enumerated().map { "CPU\($0) \($1)%" }.joined(separator: " ")
         }
-        if !f.slowFlows.isEmpty { s += "; slowest flows: " + f.slowFlows.joined(separator: ", ") }
+        if let slowest = f.slowFlows.first { s += "; slowest flow: " + slowest }
         return s
     }
 

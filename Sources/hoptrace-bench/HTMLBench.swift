@@ -6,10 +6,11 @@ import HoptraceViews
 /// hops, slow spells with drops; `SyntheticRecording`): seconds to read it, seconds
 /// to render the report page and the compare page (against a run with slower
 /// backlog waits), and their sizes. Targets: render < 3 s, page < 3 MB.
-func htmlBench(rounds: Int) throws -> [String: Any] {
-    let dir = NSTemporaryDirectory() + "hoptrace-bench-html-\(getpid())"
+/// `keep`: a directory to leave the recordings and the two pages in, to look at them.
+func htmlBench(rounds: Int, keep: String?) throws -> [String: Any] {
+    let dir = keep ?? NSTemporaryDirectory() + "hoptrace-bench-html-\(getpid())"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
     let beforePath = dir + "/before.hoptrace", afterPath = dir + "/after.hoptrace"
     let hour = SyntheticRecording(windows: 3_600, hops: 10, recordsPerHop: 50)
     var slower = hour
@@ -37,6 +38,10 @@ func htmlBench(rounds: Int) throws -> [String: Any] {
                                       afterSource: afterPath).html()
         compare.append(nowSeconds() - t0)
         compareBytes = comparePage.utf8.count
+        if let keep {
+            try page.write(toFile: keep + "/report.html", atomically: true, encoding: .utf8)
+            try comparePage.write(toFile: keep + "/compare.html", atomically: true, encoding: .utf8)
+        }
     }
     let results: [String: Any] = [
         "windows": hour.windows, "hops": hour.hops, "records": records,

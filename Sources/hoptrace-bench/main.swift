@@ -148,7 +148,7 @@ if args.contains("--recording-only") {
 }
 
 if args.contains("--html-only") {
-    let html = try htmlBench(rounds: 3)
+    let html = try htmlBench(rounds: 3, keep: args.contains("--html-keep") ? option("--html-keep", ".") : nil)
     print(String(decoding: try JSONSerialization.data(withJSONObject: html, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
     exit(0)
 }
