@@ -275,8 +275,7 @@ public enum ChangeChart {
     /// A symmetric % axis wide enough for every interval of the page (at least ±10 %).
     public static func scale(_ entries: [Comparison.Entry]) -> LinearScale {
         let widest = entries.flatMap { [abs($0.p99LowPercent), abs($0.p99HighPercent), abs($0.p99ChangePercent)] }.max() ?? 0
-        let power = pow(10, floor(log10(max(widest, 10))))
-        let m = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= widest } ?? 10 * power
+        let m = LinearScale.roundUp(max(widest, 10))
         return LinearScale(low: -m, high: m, from: plot.left, to: plot.right, tickCount: 4) { v in
             v > 0 ? "+\(LinearScale.plain(v))" : LinearScale.plain(v)
         }

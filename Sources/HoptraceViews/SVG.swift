@@ -104,15 +104,19 @@ public struct LinearScale: Scale {
     public init(low: Double = 0, high: Double, from: Double, to: Double, tickCount: Int = 5,
                 label: @escaping (Double) -> String = LinearScale.plain) {
         let span = max(high - low, 1e-9)
-        let rough = span / Double(max(tickCount, 1))
-        let power = pow(10, floor(log10(rough)))
-        let step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= rough } ?? 10 * power
+        let step = Self.roundUp(span / Double(max(tickCount, 1)))
         self.low = low
         self.high = low + (span / step).rounded(.up) * step
         self.step = step
         self.from = from
         self.to = to
         self.label = label
+    }
+
+    /// The smallest of 1, 2 or 5 times a power of ten that is at least `value` (> 0).
+    public static func roundUp(_ value: Double) -> Double {
+        let power = pow(10, floor(log10(value)))
+        return [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= value } ?? 10 * power
     }
 
     /// A tick's number as people write it: no decimals for whole numbers.
