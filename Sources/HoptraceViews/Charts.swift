@@ -270,7 +270,7 @@ public enum NodeStripChart {
 public enum ChangeChart {
     public static let width = 1200
     static let rowHeight = 22.0
-    static let plot = (left: 90.0, right: 760.0, top: 24.0)
+    static let plot = (left: 90.0, right: 700.0, top: 24.0)
 
     /// A symmetric % axis wide enough for every interval of the page (at least ±10 %).
     public static func scale(_ entries: [Comparison.Entry]) -> LinearScale {
@@ -304,7 +304,7 @@ public enum ChangeChart {
                 + " [\(percent(e.p99LowPercent)), \(percent(e.p99HighPercent))]"
                 : "p99 \(formatNs(max(e.beforeP99Ns, e.afterP99Ns)))"
             chart.text(figures, x: plot.right + 16, y: y + 4, cls: "tick")
-            chart.text(e.verdict.rawValue.uppercased(), x: plot.right + 300, y: y + 4, cls: "verdict \(cls)")
+            chart.text(e.verdict.rawValue.uppercased(), x: plot.right + 270, y: y + 4, cls: "verdict \(cls)")
         }
         chart.bottomAxis(scale, y: bottom, label: "p99 change, after vs before (%)")
         return chart.svg
