@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HoptraceCore
 import HoptraceRecording
+import HoptraceViews
 
 /// Reads a recording, or throws one line saying why it cannot (exit status `code`).
 func load(_ path: String, code: Int32 = 1) throws -> RecordedTrace {
@@ -13,9 +14,14 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "The report of a recording, as live, plus a timeline that flags slow windows.",
         discussion: """
+        With --html, the page is written instead of the text: one self-contained file
+        (inline SVG and CSS, no script, nothing fetched) that opens offline and can be
+        attached to a ticket (docs/html.md).
+
         Examples:
           hoptrace report before.hoptrace
           hoptrace report before.hoptrace --json
+          hoptrace report before.hoptrace --html before.html
         """
     )
 
@@ -28,12 +34,20 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Print JSON: the live report's schema plus 'recording' and 'timeline'.")
     var json = false
 
+    @OptionGroup var page: HTMLOutput
+
+    func validate() throws {
+        try page.validate()
+        if json && page.html != nil { throw ValidationError("--json and --html: choose one") }
+    }
+
     func run() throws {
         let trace = try load(file)
+        if let why = trace.contents.cutShort { progress("\(file) was cut short: \(why); reporting what it holds") }
+        if page.html != nil { return try page.write(ReportPage(trace: trace, source: file, topFlows: top).html()) }
         let report = trace.report(topFlows: top)
         let timeline = trace.timeline
         let m = trace.contents.metadata
-        if let why = trace.contents.cutShort { progress("\(file) was cut short: \(why); reporting what it holds") }
         if json {
             var object = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
             object["timeline"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(timeline))
@@ -69,9 +83,13 @@ struct Compare: ParsableCommand {
         see docs/compare.md. Exit status: 0, or 1 when --fail-if-slower is exceeded,
         2 when a recording cannot be read.
 
+        With --html, the page is written instead of the text (docs/html.md); the exit
+        status is the same.
+
         Examples:
           hoptrace compare before.hoptrace after.hoptrace
           hoptrace compare before.hoptrace after.hoptrace --fail-if-slower 10%
+          hoptrace compare before.hoptrace after.hoptrace --html compare.html --fail-if-slower 10%
         """
     )
 
@@ -87,12 +105,16 @@ struct Compare: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @OptionGroup var page: HTMLOutput
+
     var threshold: Double? { failIfSlower.flatMap { Double($0.hasSuffix("%") ? String($0.dropLast()) : $0) } }
 
     func validate() throws {
         if failIfSlower != nil, threshold == nil || threshold! < 0 {
             throw ValidationError("bad --fail-if-slower '\(failIfSlower!)': a percentage, e.g. 10%")
         }
+        try page.validate()
+        if json && page.html != nil { throw ValidationError("--json and --html: choose one") }
     }
 
     func run() throws {
@@ -101,7 +123,9 @@ struct Compare: ParsableCommand {
             progress("\(path) was cut short: \(t.contents.cutShort!)")
         }
         let comparison = Comparison(before: a.comparisonRun, after: b.comparisonRun)
-        if json {
+        if page.html != nil {
+            try page.write(ComparePage(before: a, after: b, comparison: comparison, beforeSource: before, afterSource: after).html())
+        } else if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(comparison), as: UTF8.self))
@@ -180,5 +204,39 @@ struct ExportCommand: ParsableCommand {
         if let why = contents.cutShort { progress("\(file) was cut short: \(why); exported what it holds") }
         if output != "-" { try? handle.close() }
         progress("exported \(contents.records) records as \(format) to \(output)")
+    }
+}
+
+/// `--html FILE [--force]` of `report` and `compare`: where the page goes.
+struct HTMLOutput: ParsableArguments {
+    @Option(help: ArgumentHelp("Write a self-contained HTML page (inline SVG, no network) to FILE instead of the text.",
+                               valueName: "file"))
+    var html: String?
+
+    @Flag(help: "Overwrite an existing --html file.")
+    var force = false
+
+    func validate() throws {
+        if let html, !force && FileManager.default.fileExists(atPath: html) {
+            throw ValidationError("\(html) exists; use --force to overwrite it")
+        }
+    }
+
+    /// Writes `page` to a temporary file beside the target, then renames it there: a
+    /// reader never sees half a page, and a failed write leaves the old file.
+    func write(_ page: String) throws {
+        guard let html else { return }
+        let temporary = html + ".tmp-\(getpid())"
+        do {
+            try Data(page.utf8).write(to: URL(fileURLWithPath: temporary))
+            guard rename(temporary, html) == 0 else { throw CLIError("cannot write \(html): \(String(cString: strerror(errno)))") }
+        } catch let e as CLIError {
+            unlink(temporary)
+            throw e
+        } catch {
+            unlink(temporary)
+            throw CLIError("cannot write \(html): \(error.localizedDescription)")
+        }
+        progress("wrote \(html) (\(page.utf8.count) bytes)")
     }
 }

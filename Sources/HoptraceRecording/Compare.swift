@@ -76,6 +76,16 @@ public struct Comparison: Codable, Sendable {
             }
             return out
         }
+
+        /// hop label -> segment name ("total" too) -> the run's windows merged: what
+        /// `series()` resamples, whole (the before/after distributions of a page).
+        public func mergedSeries() -> [String: [String: Histogram]] {
+            series().mapValues { segments in
+                segments.mapValues { windows in
+                    windows.reduce(into: Histogram(precisionBits: WindowedAggregate.precisionBits)) { $0.merge($1) }
+                }
+            }
+        }
     }
 
     public init(before: Run, after: Run, resamples: Int = 400, seed: UInt64 = 0x5eed) {

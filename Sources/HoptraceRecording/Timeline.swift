@@ -198,7 +198,7 @@ public struct Timeline: Codable, Sendable {
         windows = w.lastWindow + 1
         var lines: [HopLine] = [], flags: [Flag] = []
         for (index, key) in w.hopKeys.enumerated().sorted(by: { $0.element < $1.element }) {
-            let label = "\(names.label(key.from)) -> \(names.label(key.to))"
+            let label = Self.hopLabel(key, names: names)
             let points = w.series(index, segment: nil).map { i, h in
                 Point(window: i, count: h.count, p50Ns: h.value(atQuantile: 0.5), p99Ns: h.value(atQuantile: 0.99), maxNs: h.max)
             }
@@ -220,9 +220,20 @@ public struct Timeline: Codable, Sendable {
         flagged = flags.sorted { ($0.window, $0.hop) < ($1.window, $1.hop) }
     }
 
+    /// How the timeline names a hop (its lines and flags): "netns/device -> netns/device".
+    public static func hopLabel(_ key: HopKey, names: NameTable) -> String {
+        "\(names.label(key.from)) -> \(names.label(key.to))"
+    }
+
     /// Softirq busy % per CPU over the status snapshots that bracket the window.
     static func softirqBusy(window: Int, w: WindowedAggregate, statuses: [RecordingStatus]) -> [Double] {
-        let start = w.startNs + UInt64(window) * w.windowNs, end = start + w.windowNs
+        let start = w.startNs + UInt64(window) * w.windowNs
+        return softirqBusy(fromNs: start, toNs: start + w.windowNs, statuses: statuses)
+    }
+
+    /// Softirq busy % per CPU (NET_RX + NET_TX run time, to 0.1 %) over the status
+    /// snapshots that bracket `fromNs..<toNs` (CLOCK_MONOTONIC); empty without two.
+    public static func softirqBusy(fromNs start: UInt64, toNs end: UInt64, statuses: [RecordingStatus]) -> [Double] {
         guard let a = statuses.last(where: { $0.monotonicNs <= start }) ?? statuses.first,
               let b = statuses.first(where: { $0.monotonicNs >= end }) ?? statuses.last,
               b.monotonicNs > a.monotonicNs, a.softirqRunNs.count == b.softirqRunNs.count else { return [] }

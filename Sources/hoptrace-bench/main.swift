@@ -147,6 +147,12 @@ if args.contains("--recording-only") {
     exit(0)
 }
 
+if args.contains("--html-only") {
+    let html = try htmlBench(rounds: 3, keep: args.contains("--html-keep") ? option("--html-keep", ".") : nil)
+    print(String(decoding: try JSONSerialization.data(withJSONObject: html, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+    exit(0)
+}
+
 if args.contains("--aggregate-only") {
     print(try aggregateOnlyNsPerRecord(rounds: repeats))
     exit(0)
