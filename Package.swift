@@ -75,8 +75,10 @@ let package = Package(
         .testTarget(name: "HoptraceMetricsTests", dependencies: ["HoptraceCore", "HoptraceMetrics", "HoptraceTestSupport"]),
         // The views: the live screen and its keys, interval figures, the HTML pages
         // (a golden test of chart geometry; headless Chromium opens them, network off).
+        // Golden/: the pages of the fixture, read by path (#filePath), not bundled.
         .testTarget(name: "HoptraceViewsTests",
-                    dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceViews", "HoptraceTestSupport", "CZlib"]),
+                    dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceViews", "HoptraceTestSupport", "CZlib"],
+                    exclude: ["Golden"]),
         .testTarget(name: "HoptraceRecordingTests", dependencies: ["HoptraceCore", "HoptraceRecording", "HoptraceTestSupport"]),
         // The HTTP server over loopback (no root): parsing, limits, slow clients, stop.
         .testTarget(name: "HoptraceHTTPTests", dependencies: ["HoptraceHTTP"]),

@@ -62,12 +62,17 @@ public struct Comparison: Codable, Sendable {
             self.host = host
         }
 
+        /// What hops are matched by: by workload where one is known (a restarted pod
+        /// is the same pod), by namespace and device names otherwise.
+        public func label(_ key: HopKey) -> String {
+            "\(names.stableLabel(key.from)) -> \(names.stableLabel(key.to))"
+        }
+
         /// hop label -> segment name -> per-window histograms.
         func series() -> [String: [String: [Histogram]]] {
             var out: [String: [String: [Histogram]]] = [:]
             for (i, key) in windows.hopKeys.enumerated() {
-                // by workload where one is known: a restarted pod is the same pod
-                let label = "\(names.stableLabel(key.from)) -> \(names.stableLabel(key.to))"
+                let label = label(key)
                 out[label, default: [:]]["total"] = windows.series(i, segment: nil).map(\.histogram)
                 for segment in Segment.allCases {
                     let s = windows.series(i, segment: segment).map(\.histogram)

@@ -26,7 +26,7 @@ public enum DistributionChart {
     public static func binPercents(_ h: Histogram, scale: LogScale) -> [Double] {
         let bins = Int((log10(scale.high / scale.low) * Double(binsPerDecade)).rounded())
         var counts = [UInt64](repeating: 0, count: bins)
-        guard h.count > 0, bins > 0 else { return counts.map(Double.init) }
+        guard h.count > 0, bins > 0 else { return counts.map { Double($0) } }
         for (i, c) in h.counts.enumerated() where c > 0 {
             let r = h.bucketRange(i)
             let mid = max(Double(r.lowerBound) + Double(r.upperBound - r.lowerBound) / 2, 1)
@@ -46,7 +46,7 @@ public enum DistributionChart {
         let y = LinearScale(high: max(percents.joined().max() ?? 0, 1), from: plot.bottom, to: plot.top, tickCount: 4)
         chart.grid(y, x1: plot.left, x2: plot.right)
         let packets = series.map { "\($0.name.isEmpty ? "" : $0.name + " ")\($0.histogram.count)" }.joined(separator: ", ")
-        chart.text("\(segment) (\(packets) packets)", x: plot.left, y: 14, cls: "chart-heading")
+        chart.text("\(segment) (\(packets) packets)", x: textLeft, y: 14, cls: "chart-heading")
         for (s, p) in zip(series, percents) {
             chart.path(stepArea(p, scale: scale, y: y), cls: "area \(s.cls)", closed: true)
         }
@@ -70,9 +70,14 @@ public enum DistributionChart {
     }
 
     static let quantiles: [(name: String, q: Double)] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1)]
+    /// Where the heading and the written quantiles start: the chart's left edge, not
+    /// the plot's, so a line of five values fits in 400 px.
+    static let textLeft = 4.0
 
     /// Vertical marks at the quantiles (exact values in their titles) and a line of
-    /// them written out, one line per series, under the heading.
+    /// them written out, one line per series, under the heading. Two series write
+    /// four values each, not p90: "before: " and five values of 999.9us are wider
+    /// than the chart (the p90 mark keeps its title).
     static func marks(_ s: (name: String, histogram: Histogram, cls: String), into chart: inout SVGChart,
                       scale: LogScale, row: Int, rows: Int) {
         guard s.histogram.count > 0 else { return }
@@ -82,10 +87,10 @@ public enum DistributionChart {
             let x = scale.position(Double(v))
             let who = s.name.isEmpty ? "" : s.name + " "
             chart.line(x1: x, y1: plot.top - 4, x2: x, y2: plot.bottom, cls: "mark \(s.cls)", title: "\(who)\(name): \(exactNs(v))")
-            written.append("\(name) \(formatNs(v))")
+            if rows == 1 || name != "p90" { written.append("\(name) \(formatNs(v))") }
         }
         let prefix = rows > 1 ? s.name + ": " : ""
-        chart.text(prefix + written.joined(separator: "  "), x: plot.left, y: 28 + Double(row) * 12, cls: "marks-legend \(s.cls)")
+        chart.text(prefix + written.joined(separator: "  "), x: textLeft, y: 28 + Double(row) * 12, cls: "marks-legend \(s.cls)")
     }
 }
 
@@ -102,12 +107,14 @@ public enum BreakdownChart {
         LinearScale(high: max(Double(maxStackNs), 1), from: plot.left, to: plot.right, tickCount: 8) { tickLabel($0) }
     }
 
-    /// The stacked p50 and p99 of each segment in `segments` (by segment name).
-    static func svg(hop: String, segments: [String: LatencySummary], scale: LinearScale) -> String {
+    /// The stacked p50 and p99 of each segment in `segments` (by segment name);
+    /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
+    static func svg(hop: String, title: String? = nil, segments: [String: LatencySummary], scale: LinearScale) -> String {
+        let title = title ?? hop
         var chart = SVGChart(kind: "breakdown", width: width, height: height,
-                             title: "Where the time of \(hop) goes: each segment's p50 and p99, stacked",
+                             title: "Where the time of \(title) goes: each segment's p50 and p99, stacked",
                              data: ["hop": hop])
-        chart.text(hop, x: plot.left, y: 14, cls: "chart-heading")
+        chart.text(title, x: plot.left, y: 14, cls: "chart-heading")
         for (row, (name, pick)) in [("p50", \LatencySummary.p50Ns), ("p99", \LatencySummary.p99Ns)].enumerated() {
             let y = plot.top + Double(row) * 26
             chart.text(name, x: plot.left - 8, y: y + 15, cls: "tick", anchor: "end")
@@ -177,19 +184,23 @@ public enum TimelineChart {
     public static let height = 190
     static let plot = (left: 64.0, right: 1180.0, top: 22.0, bottom: 146.0)
 
-    /// The time axis of a recording's timelines: seconds since its start.
+    /// The time axis of a recording's timelines: seconds since its start, ending
+    /// where the recording ends (not at the next round tick: an hour fills the width).
     static func timeScale(_ columns: TimelineColumns, windowNs: UInt64) -> LinearScale {
-        LinearScale(high: Double(columns.windows) * Double(windowNs) / 1e9, from: plot.left, to: plot.right, tickCount: 10)
+        LinearScale(high: Double(columns.windows) * Double(windowNs) / 1e9, from: plot.left, to: plot.right, tickCount: 10,
+                    roundHigh: false)
     }
 
-    static func svg(hop: String, run: String?, points: [ColumnPoint], flags: [Int: String], columns: TimelineColumns,
-                    windowNs: UInt64) -> String {
+    /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
+    static func svg(hop: String, title: String? = nil, run: String?, points: [ColumnPoint], flags: [Int: String],
+                    columns: TimelineColumns, windowNs: UInt64) -> String {
         let x = timeScale(columns, windowNs: windowNs)
+        let title = title ?? hop
         let name = run.map { "\($0): " } ?? ""
         var data: KeyValuePairs<String, String> = ["hop": hop]
         if let run { data = ["hop": hop, "run": run] }
         var chart = SVGChart(kind: "timeline", width: width, height: height,
-                             title: "\(name)p50 and p99 of \(hop) over time", data: data)
+                             title: "\(name)p50 and p99 of \(title) over time", data: data)
         let y = LogScale.decades(covering: points.map(\.p50Ns).min() ?? 1, points.map(\.p99Ns).max() ?? 1_000,
                                  from: plot.bottom, to: plot.top)
         let seconds = Double(windowNs) / 1e9
@@ -200,7 +211,7 @@ public enum TimelineChart {
             chart.rect(x: left(c), y: plot.top, width: max(right(c) - left(c), 2), height: plot.bottom - plot.top,
                        cls: "flag", title: why)
         }
-        chart.text("\(name)\(hop)", x: plot.left, y: 14, cls: "chart-heading")
+        chart.text("\(name)\(title)", x: plot.left, y: 14, cls: "chart-heading")
         for (pick, cls) in [(\ColumnPoint.p99Ns, "p99"), (\ColumnPoint.p50Ns, "p50")] {
             for stretch in consecutive(points) {
                 chart.path(stretch.map { ((left($0.column) + right($0.column)) / 2, y.position(Double($0[keyPath: pick]))) },
@@ -281,11 +292,17 @@ public enum ChangeChart {
         }
     }
 
-    static func svg(hop: String, entries: [Comparison.Entry], scale: LinearScale) -> String {
+    /// Right of the plot, a row's verdict, then its figures (p99 before -> after, the
+    /// change and its interval): the verdict first, as it is the shorter and the one read.
+    static let verdictLeft = plot.right + 16, figuresLeft = plot.right + 196
+
+    /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
+    static func svg(hop: String, title: String? = nil, entries: [Comparison.Entry], scale: LinearScale) -> String {
+        let title = title ?? hop
         let bottom = plot.top + rowHeight * Double(entries.count) + 6
         var chart = SVGChart(kind: "change", width: width, height: Int(bottom) + 40,
-                             title: "p99 change of \(hop) by segment, with 95 % intervals", data: ["hop": hop])
-        chart.text(hop, x: plot.left, y: 14, cls: "chart-heading")
+                             title: "p99 change of \(title) by segment, with 95 % intervals", data: ["hop": hop])
+        chart.text(title, x: plot.left, y: 14, cls: "chart-heading")
         chart.line(x1: scale.position(0), y1: plot.top, x2: scale.position(0), y2: bottom, cls: "zero")
         for (row, e) in entries.enumerated() {
             let y = plot.top + rowHeight * (Double(row) + 0.5)
@@ -303,8 +320,8 @@ public enum ChangeChart {
             let figures = measured ? "p99 \(formatNs(e.beforeP99Ns)) -> \(formatNs(e.afterP99Ns))  \(percent(e.p99ChangePercent))"
                 + " [\(percent(e.p99LowPercent)), \(percent(e.p99HighPercent))]"
                 : "p99 \(formatNs(max(e.beforeP99Ns, e.afterP99Ns)))"
-            chart.text(figures, x: plot.right + 16, y: y + 4, cls: "tick")
-            chart.text(e.verdict.rawValue.uppercased(), x: plot.right + 270, y: y + 4, cls: "verdict \(cls)")
+            chart.text(e.verdict.rawValue.uppercased(), x: verdictLeft, y: y + 4, cls: "verdict \(cls)")
+            chart.text(figures, x: figuresLeft, y: y + 4, cls: "tick")
         }
         chart.bottomAxis(scale, y: bottom, label: "p99 change, after vs before (%)")
         return chart.svg

@@ -29,9 +29,10 @@ public struct ComparePage {
             entries.sorted { Self.segmentNames.firstIndex(of: $0.segment) ?? 99 < Self.segmentNames.firstIndex(of: $1.segment) ?? 99 }
         }
         let hops = byHop.keys.sorted()
+        let titles = hopTitles()
         var body = header()
-        body += Page.section(id: "changes", title: "p99 change by hop and segment", changes(hops, byHop))
-        body += Page.section(id: "distributions", title: "Distributions, before and after", distributions(hops))
+        body += Page.section(id: "changes", title: "p99 change by hop and segment", changes(hops, byHop, titles: titles))
+        body += Page.section(id: "distributions", title: "Distributions, before and after", distributions(hops, titles: titles))
         // two timelines share the columns one report has: the page stays as small
         let columns = TimelineColumns.maxColumns / 2
         body += Page.section(id: "timeline-before", title: "Timeline before: \(beforeSource)",
@@ -39,6 +40,20 @@ public struct ComparePage {
         body += Page.section(id: "timeline-after", title: "Timeline after: \(afterSource)",
                              Page.timelines(after, run: "after", maxColumns: columns))
         return Page.document(title: "hoptrace compare: \(beforeSource) vs \(afterSource)", body: body)
+    }
+
+    /// Each compared hop's heading (`Page.hopTitle`), with the after run's names where
+    /// both runs have the hop (the newer names).
+    func hopTitles() -> [String: String] {
+        var out: [String: String] = [:]
+        for trace in [before, after] {
+            let run = trace.comparisonRun
+            for key in run.windows.hopKeys {
+                let label = run.label(key)
+                out[label] = Page.hopTitle(label, key, names: run.names)
+            }
+        }
+        return out
     }
 
     func header() -> String {
@@ -59,12 +74,12 @@ public struct ComparePage {
         return out + "</header>\n"
     }
 
-    func changes(_ hops: [String], _ byHop: [String: [Comparison.Entry]]) -> String {
+    func changes(_ hops: [String], _ byHop: [String: [Comparison.Entry]], titles: [String: String]) -> String {
         guard !hops.isEmpty else { return Page.caption("Neither recording has a hop.") }
         let scale = ChangeChart.scale(comparison.entries)
         var out = Page.caption("Square: the p99 change; bar: its 95 % interval; red slower, green faster, grey no significant "
                                + "change. One scale for all hops.")
-        for hop in hops { out += ChangeChart.svg(hop: hop, entries: byHop[hop] ?? [], scale: scale) }
+        for hop in hops { out += ChangeChart.svg(hop: hop, title: titles[hop], entries: byHop[hop] ?? [], scale: scale) }
         let entries = hops.flatMap { byHop[$0] ?? [] }
         let rows = entries.map { e in
             [e.hop, e.segment, formatNs(e.beforeP50Ns), formatNs(e.afterP50Ns), formatNs(e.beforeP99Ns), formatNs(e.afterP99Ns),
@@ -77,13 +92,13 @@ public struct ComparePage {
         return out
     }
 
-    func distributions(_ hops: [String]) -> String {
+    func distributions(_ hops: [String], titles: [String: String]) -> String {
         let a = before.comparisonRun.mergedSeries(), b = after.comparisonRun.mergedSeries()
         let scale = DistributionChart.scale(covering: (Array(a.values) + Array(b.values)).flatMap { Array($0.values) })
         var out = Page.caption("Share of packets by latency, before (grey) and after (red), on one log scale for every chart; "
                                + "dashed marks at p50, p90, p99, p99.9 and max of each (hover for exact values).")
         for hop in hops {
-            out += "<h3>\(escapeMarkup(hop))</h3>\n<div class=\"grid\">"
+            out += "<h3>\(escapeMarkup(titles[hop] ?? hop))</h3>\n<div class=\"grid\">"
             for segment in Views.segmentOrder.map(\.name) + ["total"] {
                 let pair = [("before", a[hop]?[segment], "before"), ("after", b[hop]?[segment], "after")]
                 let series = pair.compactMap { name, h, cls in h.map { (name: name, histogram: $0, cls: cls) } }

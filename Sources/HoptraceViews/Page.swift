@@ -35,7 +35,7 @@ enum Page {
     .bar.drops{fill:#b03a2e}.bar.softirq{fill:#7b5e99}
     .interval{stroke-width:3}.slower{fill:#c0392b;stroke:#c0392b}.faster{fill:#2e7d32;stroke:#2e7d32}\
     .unchanged,.other{fill:#777;stroke:#777}.chart text.verdict{font-weight:600;stroke:none}
-    .chart text.slower{fill:#c0392b}.chart text.faster{fill:#2e7d32}
+    .chart text.slower{fill:#c0392b}.chart text.faster{fill:#2e7d32}.chart text.unchanged,.chart text.other{fill:#666}
     table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{padding:2px 10px;border-bottom:1px solid #e4e4e4;\
     text-align:left;vertical-align:top}th{font-weight:600;border-bottom:1px solid #999}\
     td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -77,11 +77,12 @@ enum Page {
         }.joined() + "</p>\n"
     }
 
-    /// A hop's heading: its devices, and the workloads at either end where known.
-    static func hopHeading(_ key: HopKey, names: NameTable, label: String) -> String {
+    /// What a hop is called on the pages, in every heading of it: `label` (its
+    /// devices), then the workloads at either end where one is known ("-" the other).
+    static func hopTitle(_ label: String, _ key: HopKey?, names: NameTable) -> String {
+        guard let key else { return label }
         let workloads = [key.from, key.to].map { names.workloads[$0.netns]?.label ?? "-" }
-        let note = workloads.allSatisfy { $0 == "-" } ? "" : "  (\(workloads.joined(separator: " -> ")))"
-        return "<h3>\(escapeMarkup(label + note))</h3>\n"
+        return workloads.allSatisfy { $0 == "-" } ? label : "\(label)  (\(workloads.joined(separator: " -> ")))"
     }
 
     /// The timeline of one recording: per hop, p50 and p99 by column with flagged
@@ -95,18 +96,19 @@ enum Page {
         let flagsByHop = Dictionary(grouping: timeline.flagged, by: \.hop)
         for (index, key) in w.hopKeys.enumerated().sorted(by: { $0.element < $1.element }) {
             let label = Timeline.hopLabel(key, names: names)
+            let title = hopTitle(label, key, names: names)
             let points = ColumnPoint.points(w, hop: index, columns: columns)
             if points.isEmpty { continue }
             // a column's first flag in full, and how many more it holds: the titles of
             // a recording flagged all along stay a line a column
             let byColumn = Dictionary(grouping: flagsByHop[label] ?? [], by: { columns.column(of: $0.window) })
             let flags = byColumn.mapValues { f in flagText(f[0]) + (f.count > 1 ? " (and \(f.count - 1) more flagged windows)" : "") }
-            out += TimelineChart.svg(hop: label, run: run, points: points, flags: flags, columns: columns, windowNs: w.windowNs)
+            out += TimelineChart.svg(hop: label, title: title, run: run, points: points, flags: flags, columns: columns, windowNs: w.windowNs)
         }
         let drops = (0..<columns.count).map { c in
             columns.windows(of: c).reduce(UInt64(0)) { $0 + ($1 < w.drops.count ? w.drops[$1] : 0) }
         }
-        out += NodeStripChart.svg(kind: "drops", heading: "packets dropped", yLabel: "packets", values: drops.map(Double.init),
+        out += NodeStripChart.svg(kind: "drops", heading: "packets dropped", yLabel: "packets", values: drops.map { Double($0) },
                                   titles: drops.map { "\($0) packets dropped" }, columns: columns, windowNs: w.windowNs, run: run)
         let busy = (0..<columns.count).map { c -> [Double] in
             let span = columns.windows(of: c)

@@ -17,10 +17,12 @@ public struct ReportPage {
         self.topFlows = topFlows
     }
 
-    /// A hop of the page: its key, its label (as the timeline names it) and its whole-run figures.
+    /// A hop of the page: its key, its label (as the timeline names it), its title
+    /// (`Page.hopTitle`) and its whole-run figures.
     struct Hop {
         var key: HopKey
         var label: String
+        var title: String
         var stats: HopStats
         var report: Report.HopReport
     }
@@ -46,7 +48,8 @@ public struct ReportPage {
             let key = HopKey(from: Endpoint(netns: h.from.netns, ifindex: h.from.ifindex),
                              to: Endpoint(netns: h.to.netns, ifindex: h.to.ifindex))
             guard let stats = byKey[key] else { return nil }
-            return Hop(key: key, label: Timeline.hopLabel(key, names: names), stats: stats, report: h)
+            let label = Timeline.hopLabel(key, names: names)
+            return Hop(key: key, label: label, title: Page.hopTitle(label, key, names: names), stats: stats, report: h)
         }
     }
 
@@ -73,7 +76,7 @@ public struct ReportPage {
         var out = Page.caption("Each bar stacks every segment's own p50 (upper) or p99 (lower): the sum is not the hop's total "
                                + "percentile, since one packet is seldom slowest in every segment. One scale for all hops.")
         out += Page.segmentLegend
-        for h in hops { out += BreakdownChart.svg(hop: h.label, segments: h.report.segments, scale: scale) }
+        for h in hops { out += BreakdownChart.svg(hop: h.label, title: h.title, segments: h.report.segments, scale: scale) }
         return out
     }
 
@@ -84,7 +87,7 @@ public struct ReportPage {
                                + "log scale for every chart; dashed marks at p50, p90, p99, p99.9 and max (hover for exact values). "
                                + "Segments a hop did not cross are left out.")
         for h in hops {
-            out += Page.hopHeading(h.key, names: trace.names, label: h.label) + "<div class=\"grid\">"
+            out += "<h3>\(escapeMarkup(h.title))</h3>\n<div class=\"grid\">"
             for segment in Views.segmentOrder {
                 guard let histogram = h.stats.segment(segment) else { continue }
                 out += DistributionChart.svg(hop: h.label, segment: segment.name, series: [("", histogram, "one")], scale: scale)
@@ -125,17 +128,23 @@ public struct ReportPage {
 
     func flowsTable(_ report: Report) -> String {
         guard !report.flows.isEmpty else { return Page.caption("No flows.") }
-        func workload(_ pod: Workload.Pod?, _ container: Workload.Container?) -> String {
-            Workload(pod: pod, container: container).label ?? ""
+        func workload(_ pod: Workload.Pod?, _ container: Workload.Container?) -> String? {
+            Workload(pod: pod, container: container).label
         }
-        let rows = report.flows.prefix(topFlows).map { f in
-            [f.flow, workload(f.sourcePod, f.sourceContainer), workload(f.destinationPod, f.destinationContainer),
-             String(f.packets), String(f.bytes), String(f.dropped), formatNs(f.hop.p50Ns), formatNs(f.hop.p99Ns), formatNs(f.hop.maxNs)]
+        let flows = report.flows.prefix(topFlows)
+        let ends = flows.map { f in [workload(f.sourcePod, f.sourceContainer), workload(f.destinationPod, f.destinationContainer)] }
+        // the from and to columns only when some flow's end is a known workload
+        let named = ends.contains { $0.contains { $0 != nil } }
+        let rows = zip(flows, ends).map { f, ends in
+            [f.flow] + (named ? ends.map { $0 ?? "-" } : [])
+                + [String(f.packets), String(f.bytes), String(f.dropped), formatNs(f.hop.p50Ns), formatNs(f.hop.p99Ns),
+                   formatNs(f.hop.maxNs)]
         }
         var out = Page.caption("By p99 of hop latency, slowest first (flows with under \(Report.FlowReport.minRecordsForP99) "
                                + "hops measured last); \(rows.count) of \(report.flows.count) flows.")
-        out += Page.table(["flow", "from", "to", "packets", "bytes", "dropped", "p50", "p99", "max"], Array(rows),
-                          numeric: Set(3...8))
+        let first = named ? 3 : 1
+        out += Page.table(["flow"] + (named ? ["from", "to"] : []) + ["packets", "bytes", "dropped", "p50", "p99", "max"], rows,
+                          numeric: Set(first...first + 5))
         if report.foldedFlows > 0 { out += Page.caption("\(report.foldedFlows) idle flows were folded into one aggregate to bound memory.") }
         return out
     }

@@ -100,13 +100,15 @@ public struct LinearScale: Scale {
     public let to: Double
     let label: (Double) -> String
 
-    /// `high` is raised to a multiple of a round step, about `tickCount` steps above `low`.
-    public init(low: Double = 0, high: Double, from: Double, to: Double, tickCount: Int = 5,
+    /// `high` is raised to a multiple of a round step, about `tickCount` steps above
+    /// `low`, unless `roundHigh` is false: then the axis ends at `high` and its last
+    /// tick is the last multiple of the step before it (a time axis ends with its data).
+    public init(low: Double = 0, high: Double, from: Double, to: Double, tickCount: Int = 5, roundHigh: Bool = true,
                 label: @escaping (Double) -> String = LinearScale.plain) {
         let span = max(high - low, 1e-9)
         let step = Self.roundUp(span / Double(max(tickCount, 1)))
         self.low = low
-        self.high = low + (span / step).rounded(.up) * step
+        self.high = roundHigh ? low + (span / step).rounded(.up) * step : low + span
         self.step = step
         self.from = from
         self.to = to
@@ -130,7 +132,8 @@ public struct LinearScale: Scale {
     }
 
     var ticks: [(value: Double, label: String)] {
-        let n = Int(((high - low) / step).rounded())
+        // the last step at or under `high` (a rounding's width over it counts as on it)
+        let n = Int(((high - low) / step + 1e-9).rounded(.down))
         return (0...n).map { i in
             let v = low + Double(i) * step
             return (v, label(v))

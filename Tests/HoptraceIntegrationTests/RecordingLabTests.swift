@@ -181,7 +181,7 @@ final class RecordingLabTests: XCTestCase {
                 try Traffic.sendDatagrams(client: a.netnsPath, to: b.address, port: 9900, count: 20, size: 200)
                 usleep(10_000)
             }
-            let report = try session.stop()
+            _ = try session.stop()
         }
         let before = NSTemporaryDirectory() + "hoptrace-before-\(getpid()).hoptrace"
         let after = NSTemporaryDirectory() + "hoptrace-after-\(getpid()).hoptrace"

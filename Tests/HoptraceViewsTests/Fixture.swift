@@ -19,6 +19,8 @@ enum Fixture {
         n.devices = [web: "eth0", hostVeth: "vethweb", bridge: "br0", db: "eth0"]
         n.workloads[web.netns] = Workload(pod: Workload.Pod(namespace: "shop", name: webName, uid: "u1"))
         n.workloads[db.netns] = Workload(pod: Workload.Pod(namespace: "shop", name: "db", uid: "u2"))
+        // the flows' ends: web's address in its namespace; db's unknown (its end shows "-")
+        n.addresses[IPAddress(bytes: [10, 1, 0, 5])] = web.netns
         return n
     }
 

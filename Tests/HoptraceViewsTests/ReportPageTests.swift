@@ -49,6 +49,26 @@ final class ReportPageTests: XCTestCase {
         XCTAssertEqual(try rects(svg)[1].x, try rects(svg)[0].x + widths[0], accuracy: 0.11)
     }
 
+    func testTimeAxisEndsWithTheRecording() {
+        let x = TimelineChart.timeScale(TimelineColumns(windows: 3_600), windowNs: 1_000_000_000)
+        XCTAssertEqual(x.high, 3_600, "an hour fills the width, no empty 3600-4000 s")
+        XCTAssertEqual(x.ticks.map(\.label), ["0", "500", "1000", "1500", "2000", "2500", "3000", "3500"])
+        XCTAssertEqual(x.position(3_600), x.to, accuracy: 1e-9)
+        XCTAssertEqual(TimelineChart.timeScale(TimelineColumns(windows: 12), windowNs: 1_000_000_000).ticks.last?.label, "12")
+    }
+
+    /// The fixture's 3 drops of window 8 stand as high as the strip's axis says.
+    func testDropBarsAreAsTallAsTheirCounts() throws {
+        let html = ReportPage(trace: try Fixture.trace(), source: "fixture.hoptrace").html()
+        let strip = try XCTUnwrap(chart(html, "strip drops"))
+        let bars = try rects(strip)
+        XCTAssertEqual(bars.count, 1, "one column with drops")
+        let y = LinearScale(high: 3, from: NodeStripChart.plot.bottom, to: NodeStripChart.plot.top, tickCount: 2)
+        XCTAssertEqual(bars[0].height, y.from - y.position(3), accuracy: 0.11)
+        XCTAssertGreaterThan(bars[0].height, 10)
+        XCTAssertTrue(strip.contains("<title>8-9 s: 3 packets dropped</title>"))
+    }
+
     func testBinsHoldEveryPacket() {
         var h = Histogram()
         for v in stride(from: UInt64(500), to: 900_000, by: 997) { h.record(v) }
@@ -92,7 +112,14 @@ final class ReportPageTests: XCTestCase {
         // window 8 of web's hop is flagged: one shaded column, titled with the flag
         XCTAssertEqual(count(html, "<rect class=\"flag\""), 1)
         XCTAssertTrue(html.contains("FLAG window 8:"))
-        XCTAssertTrue(html.contains("<h3>cni-web/eth0 -&gt; host/vethweb  (shop/web -&gt; -)</h3>"), "workload names in the headings")
+        // the workloads in every heading of the hop: breakdown, distributions, timeline
+        let title = "cni-web/eth0 -&gt; host/vethweb  (shop/web -&gt; -)"
+        XCTAssertTrue(html.contains("<h3>\(title)</h3>"))
+        XCTAssertTrue(html.contains("<text class=\"chart-heading\" x=\"64\" y=\"14\" text-anchor=\"start\">\(title)</text>"))
+        XCTAssertEqual(count(html, ">\(title)</text>"), 2, "breakdown and timeline")
+        // the flows' ends by workload, "-" where unknown
+        XCTAssertTrue(html.contains("<th>flow</th><th>from</th><th>to</th><th>packets</th>"))
+        XCTAssertTrue(html.contains("<td>tcp 10.1.0.5:40003 -&gt; 10.1.0.9:5432</td><td>shop/web</td><td>-</td>"))
     }
 
     func testComparePageOverlaysBothRunsAndColoursVerdicts() throws {
@@ -103,6 +130,12 @@ final class ReportPageTests: XCTestCase {
         XCTAssertEqual(count(html, "class=\"chart change\""), 2)
         XCTAssertEqual(count(html, "data-run=\"before\""), count(html, "data-run=\"after\""))
         XCTAssertTrue(html.contains("class=\"verdict slower\""), "web's qdisc got 50 % slower")
+        let title = "cni-web/eth0 -&gt; host/vethweb  (shop/web -&gt; -)"
+        XCTAssertTrue(html.contains("<h3>\(title)</h3>"), "workload names in the distributions' headings")
+        XCTAssertTrue(html.contains("class=\"chart change\" width=\"1200\"") && html.contains(">\(title)</text>"))
+        // the verdict, then the figures, without overlap: NO SIGNIFICANT CHANGE in 11 px
+        // DejaVu Sans Bold (Debian's default font) is 157 px wide
+        XCTAssertLessThan(ChangeChart.verdictLeft + 170, ChangeChart.figuresLeft)
         XCTAssertTrue(html.contains("<td class=\"slower\">slower</td>"))
     }
 
@@ -135,6 +168,7 @@ final class ReportPageTests: XCTestCase {
         XCTAssertLessThan(report.utf8.count, 3_000_000)
         XCTAssertEqual(count(report, "class=\"chart timeline\""), 10)
         XCTAssertGreaterThan(count(report, "<rect class=\"flag\""), 5)
+        XCTAssertTrue(report.contains("<th>flow</th><th>packets</th>"), "no workload known at any flow's end: no from and to columns")
         let compare = ComparePage(before: trace, after: trace,
                                   comparison: Comparison(before: trace.comparisonRun, after: trace.comparisonRun, resamples: 50),
                                   beforeSource: path, afterSource: path).html()
@@ -192,12 +226,18 @@ func attribute(_ text: String, _ name: String) -> String? {
 
 struct Unparsable: Error { var piece: String }
 
-/// The x and width of every `<rect>` in `svg`, in order.
-func rects(_ svg: String) throws -> [(x: Double, width: Double)] {
+/// The box of every `<rect>` in `svg`, in order.
+func rects(_ svg: String) throws -> [(x: Double, y: Double, width: Double, height: Double)] {
     try svg.components(separatedBy: "<rect ").dropFirst().map { piece in
-        guard let x = attribute(piece, "x").flatMap(Double.init), let w = attribute(piece, "width").flatMap(Double.init) else {
-            throw Unparsable(piece: String(piece.prefix(80)))
-        }
-        return (x, w)
+        let box = ["x", "y", "width", "height"].map { attribute(piece, $0).flatMap { Double($0) } }
+        guard let x = box[0], let y = box[1], let w = box[2], let h = box[3] else { throw Unparsable(piece: String(piece.prefix(80))) }
+        return (x, y, w, h)
     }
+}
+
+/// The first `<svg>` of `html` whose opening tag holds `marker`, to its end.
+func chart(_ html: String, _ marker: String) -> String? {
+    guard let open = html.range(of: "<svg class=\"chart \(marker)") else { return nil }
+    guard let close = html.range(of: "</svg>", range: open.upperBound..<html.endIndex) else { return nil }
+    return String(html[open.lowerBound..<close.upperBound])
 }
