@@ -124,7 +124,8 @@ struct Compare: ParsableCommand {
         }
         let comparison = Comparison(before: a.comparisonRun, after: b.comparisonRun)
         if page.html != nil {
-            try page.write(ComparePage(before: a, after: b, comparison: comparison, beforeSource: before, afterSource: after).html())
+            try page.write(ComparePage(before: a, after: b, comparison: comparison, beforeSource: before, afterSource: after).html(),
+                           failureCode: 2)
         } else if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -223,19 +224,22 @@ struct HTMLOutput: ParsableArguments {
     }
 
     /// Writes `page` to a temporary file beside the target, then renames it there: a
-    /// reader never sees half a page, and a failed write leaves the old file.
-    func write(_ page: String) throws {
+    /// reader never sees half a page, and a failed write leaves the old file. A
+    /// failure exits `failureCode` (compare's 1 means slower: it passes 2).
+    func write(_ page: String, failureCode: Int32 = 1) throws {
         guard let html else { return }
         let temporary = html + ".tmp-\(getpid())"
         do {
             try Data(page.utf8).write(to: URL(fileURLWithPath: temporary))
-            guard rename(temporary, html) == 0 else { throw CLIError("cannot write \(html): \(String(cString: strerror(errno)))") }
+            guard rename(temporary, html) == 0 else {
+                throw CLIError("cannot write \(html): \(String(cString: strerror(errno)))", code: failureCode)
+            }
         } catch let e as CLIError {
             unlink(temporary)
             throw e
         } catch {
             unlink(temporary)
-            throw CLIError("cannot write \(html): \(error.localizedDescription)")
+            throw CLIError("cannot write \(html): \(error.localizedDescription)", code: failureCode)
         }
         progress("wrote \(html) (\(page.utf8.count) bytes)")
     }

@@ -24,6 +24,8 @@ final class Terminal {
             saved = settings
             var raw = settings
             raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
+            // no XON/XOFF: Ctrl-S would block the next frame's write, and with it q and Ctrl-C
+            raw.c_iflag &= ~tcflag_t(IXON)
             withUnsafeMutableBytes(of: &raw.c_cc) { cc in
                 cc[Int(VMIN)] = 0
                 cc[Int(VTIME)] = 0

@@ -3,6 +3,7 @@ import Foundation
 import HoptraceCore
 import HoptraceTracer
 import HoptraceViews
+import Synchronization
 
 struct Top: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +46,9 @@ struct Top: ParsableCommand {
     }
 
     func run() throws {
-        let interruption = Interruption.install(also: [SIGHUP])
+        // the terminal going away (SIGHUP) and Ctrl-\ (SIGQUIT) end it as SIGTERM does:
+        // the terminal restored, nothing left attached
+        let interruption = Interruption.install(also: [SIGHUP, SIGQUIT])
         // a reader that goes away (`| head`) must end the loop, not kill the process
         // before it detaches (clsact filters would stay)
         signal(SIGPIPE, SIG_IGN)
@@ -140,6 +143,7 @@ struct TopLoop {
 /// previous one, with the view's own CPU time (this thread) as part of the cost.
 struct Sampler {
     let session: TraceSession
+    private let names: NameRefresher
     private var before: LiveSample
     private var viewCPUBefore: UInt64
     private let reasons: DropReasons
@@ -152,17 +156,17 @@ struct Sampler {
 
     init(session: TraceSession) {
         self.session = session
+        names = NameRefresher(session: session)
         before = session.liveSample()
-        viewCPUBefore = threadCPUNs()
+        viewCPUBefore = DrainThread.threadCPUTime()
         reasons = session.kernelDropReasons
     }
 
     mutating func take() -> LiveInterval {
-        // names for hops that reach ends not known yet (a pod made since)
-        _ = session.closeWindow()
+        names.refresh()
         let now = session.liveSample()
         var interval = LiveInterval(from: before, to: now, unixTime: Date().timeIntervalSince1970, dropReasons: reasons)
-        let cpu = threadCPUNs()
+        let cpu = DrainThread.threadCPUTime()
         if interval.seconds > 0 { interval.cost.viewPercent = 100 * Double(cpu &- viewCPUBefore) / 1e9 / interval.seconds }
         before = now
         viewCPUBefore = cpu
@@ -171,9 +175,23 @@ struct Sampler {
     }
 }
 
-/// CPU time of the calling thread, nanoseconds.
-func threadCPUNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+/// Names for hops that reach ends not known yet (a pod made since), looked up off
+/// the drawing thread: a lookup runs `ip` in every namespace, seconds on a big node,
+/// and keys and redraws must not wait for it. Its names show from the next interval.
+final class NameRefresher: Sendable {
+    private let session: TraceSession
+    private let queue = DispatchQueue(label: "hoptrace.top.names")
+    private let running = Atomic<Bool>(false)
+
+    init(session: TraceSession) { self.session = session }
+
+    /// Starts a lookup unless one is running (one at a time: the session's lookup
+    /// is not made to run concurrently with itself).
+    func refresh() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        queue.async { [self] in
+            _ = session.refreshNamesIfUnknown()
+            running.store(false, ordering: .releasing)
+        }
+    }
 }

@@ -107,10 +107,15 @@ public struct Histogram: Sendable, Equatable {
     /// (the live view's interval from two cumulative snapshots). Counts and sum are
     /// exact. The extremes are the interval's own where the cumulative ones moved,
     /// else the bounds of its lowest and highest bucket (within the precision).
+    /// An `earlier` that is not an earlier state of this one (a bucket holds more than
+    /// this one's: the histogram was started afresh in between) gives all of this one.
     public func subtracting(_ earlier: Histogram) -> Histogram {
         precondition(earlier.precisionBits == precisionBits, "subtracting histograms of different precision")
         var d = Histogram(precisionBits: precisionBits)
         guard _count > earlier._count else { return d }
+        let isEarlier = earlier._counts.count <= _counts.count
+            && zip(earlier._counts, _counts).allSatisfy { $0 <= $1 }
+        guard isEarlier else { return self }
         d._counts = _counts
         for (i, c) in earlier._counts.enumerated() where c != 0 { d._counts[i] &-= c }
         while d._counts.last == 0 { d._counts.removeLast() }

@@ -14,9 +14,11 @@ public struct LiveSample: Sendable {
     /// BPF run time so far; nil when run-time statistics are off (--bpf-stats).
     public var bpfRunNs: UInt64?
     public var names: NameTable
+    /// Which packets the trace follows and records (--sample, --min-latency).
+    public var sampling: Sampling
 
     public init(monotonicNs: UInt64, aggregate: TraceAggregate, names: NameTable, softirq: [[SoftirqCounters]]?,
-                consumerCPUNs: UInt64, bpfRunNs: UInt64?) {
+                consumerCPUNs: UInt64, bpfRunNs: UInt64?, sampling: Sampling = Sampling()) {
         self.monotonicNs = monotonicNs
         var hops: [HopKey: (packets: UInt64, total: Histogram)] = [:]
         for (key, s) in zip(aggregate.hops.keys, aggregate.hops.stats) { hops[key] = (s.packets, s.total) }
@@ -26,6 +28,7 @@ public struct LiveSample: Sendable {
         self.consumerCPUNs = consumerCPUNs
         self.bpfRunNs = bpfRunNs
         self.names = names
+        self.sampling = sampling
     }
 }
 
@@ -36,6 +39,8 @@ public struct LiveInterval: Codable, Sendable {
         public var hop: String
         public var from: String
         public var to: String
+        /// Packets (GSO segments counted) per second: with 1-in-N sampling, N times
+        /// those followed (an estimate); with a minimum latency, those at or above it.
         public var packetsPerSecond: Double
         /// Hop records (skbs) measured in the interval.
         public var records: UInt64
@@ -43,6 +48,7 @@ public struct LiveInterval: Codable, Sendable {
         public var p99Ns: UInt64
         /// The interval's slowest hop (within a bucket of the histogram, 1.6 %).
         public var maxNs: UInt64
+        /// Drops of the packets followed per second, N times them with 1-in-N sampling.
         public var dropsPerSecond: Double
         /// The commonest drop reason of the interval, if any packet was dropped.
         public var topDropReason: String?
@@ -118,15 +124,18 @@ public struct LiveInterval: Codable, Sendable {
     /// Empty when softirq tracing is off.
     public var softirq: [CPU]
     public var cost: Cost
+    /// What the rates are of (--sample, --min-latency).
+    public var sampling: Sampling
 
-    enum CodingKeys: String, CodingKey { case time, seconds = "interval_s", hops, softirq, cost }
+    enum CodingKeys: String, CodingKey { case time, seconds = "interval_s", hops, softirq, cost, sampling }
 
-    public init(time: Double, seconds: Double, hops: [Hop], softirq: [CPU], cost: Cost) {
+    public init(time: Double, seconds: Double, hops: [Hop], softirq: [CPU], cost: Cost, sampling: Sampling = Sampling()) {
         self.time = time
         self.seconds = seconds
         self.hops = hops
         self.softirq = softirq
         self.cost = cost
+        self.sampling = sampling
     }
 
     /// The difference of `now` and `before` (a sample of the same trace taken
@@ -135,7 +144,9 @@ public struct LiveInterval: Codable, Sendable {
     public init(from before: LiveSample, to now: LiveSample, unixTime: Double, dropReasons: DropReasons) {
         time = unixTime
         seconds = Double(now.monotonicNs &- before.monotonicNs) / 1e9
-        let perSecond = seconds > 0 ? 1 / seconds : 0
+        sampling = now.sampling
+        // 1 packet in N followed: each counts for N (drops too: only followed packets' are seen)
+        let perSecond = seconds > 0 ? Double(max(now.sampling.every, 1)) / seconds : 0
         var dropsByHop: [HopKey: [UInt32: UInt64]] = [:]
         for (key, n) in now.drops {
             let d = n &- (before.drops[key] ?? 0)
@@ -159,7 +170,7 @@ public struct LiveInterval: Codable, Sendable {
             let dropped = drops.values.reduce(0, +)
             if total.count == 0 && dropped == 0 { continue }
             let top = drops.max { ($0.value, $1.key) < ($1.value, $0.key) }
-            hops.append(Hop(hop: "\(now.names.label(key.from)) -> \(now.names.label(key.to))",
+            hops.append(Hop(hop: now.names.label(key),
                             from: now.names.label(key.from), to: now.names.label(key.to),
                             packetsPerSecond: Double(packets) * perSecond, records: total.count,
                             p50Ns: total.value(atQuantile: 0.5), p99Ns: total.value(atQuantile: 0.99),
@@ -170,8 +181,10 @@ public struct LiveInterval: Codable, Sendable {
         softirq = Self.softirq(before.softirq, now.softirq, seconds: seconds)
         let seconds = seconds
         func percent(_ ns: UInt64) -> Double { seconds > 0 ? 100 * Double(ns) / 1e9 / seconds : 0 }
-        cost = Cost(consumerPercent: percent(now.consumerCPUNs &- before.consumerCPUNs),
-                    bpfPercent: now.bpfRunNs.map { percent($0 &- (before.bpfRunNs ?? 0)) })
+        // BPF run time only between two readings that both worked (a failed one reads 0)
+        var bpf: Double?
+        if let n = now.bpfRunNs, let b = before.bpfRunNs, n >= b, b > 0 { bpf = percent(n - b) }
+        cost = Cost(consumerPercent: percent(now.consumerCPUNs &- before.consumerCPUNs), bpfPercent: bpf)
     }
 
     /// Per CPU: busy %, NET_RX raise -> run p99 and ksoftirqd share of the interval.

@@ -71,6 +71,8 @@ public struct NameTable: Codable, Sendable, Equatable {
     public func netnsName(_ inode: UInt32) -> String { netns[inode] ?? "netns:\(inode)" }
     public func deviceName(_ e: Endpoint) -> String { devices[e] ?? "if\(e.ifindex)" }
     public func label(_ e: Endpoint) -> String { "\(netnsName(e.netns))/\(deviceName(e))" }
+    /// A hop as every view names it: "web/eth0 -> host/veth1".
+    public func label(_ hop: HopKey) -> String { "\(label(hop.from)) -> \(label(hop.to))" }
 
     public mutating func merge(_ o: NameTable) {
         netns.merge(o.netns) { a, _ in a }

@@ -17,6 +17,11 @@ public struct Comparison: Codable, Sendable {
         case onlyBefore = "only in before"
         case onlyAfter = "only in after"
         case tooFewWindows = "too few windows"
+
+        /// Whether both runs have it, so there is a change (an estimate).
+        public var hasChange: Bool { self != .onlyBefore && self != .onlyAfter }
+        /// Whether the change has a 95 % interval (the bootstrap ran).
+        public var hasInterval: Bool { self == .slower || self == .faster || self == .unchanged }
     }
 
     public struct Entry: Codable, Sendable {
@@ -251,8 +256,8 @@ public struct Comparison: Codable, Sendable {
                 out += "  \(e.hop)\n"
                 lastHop = e.hop
             }
-            let change = e.verdict == .onlyBefore || e.verdict == .onlyAfter ? "" :
-                String(format: "%+.1f%% [%+.1f%%, %+.1f%%]", e.p99ChangePercent, e.p99LowPercent, e.p99HighPercent)
+            let change = !e.verdict.hasChange ? "" : String(format: "%+.1f%%", e.p99ChangePercent)
+                + (e.verdict.hasInterval ? String(format: " [%+.1f%%, %+.1f%%]", e.p99LowPercent, e.p99HighPercent) : "")
             out += "    " + pad(e.segment, 9) + pad("p99 \(formatNs(e.beforeP99Ns)) -> \(formatNs(e.afterP99Ns))", 30)
                 + pad(change, 34) + e.verdict.rawValue.uppercased() + "\n"
         }

@@ -198,7 +198,7 @@ public struct Timeline: Codable, Sendable {
         windows = w.lastWindow + 1
         var lines: [HopLine] = [], flags: [Flag] = []
         for (index, key) in w.hopKeys.enumerated().sorted(by: { $0.element < $1.element }) {
-            let label = Self.hopLabel(key, names: names)
+            let label = names.label(key)
             let points = w.series(index, segment: nil).map { i, h in
                 Point(window: i, count: h.count, p50Ns: h.value(atQuantile: 0.5), p99Ns: h.value(atQuantile: 0.99), maxNs: h.max)
             }
@@ -218,11 +218,6 @@ public struct Timeline: Codable, Sendable {
         }
         hops = lines
         flagged = flags.sorted { ($0.window, $0.hop) < ($1.window, $1.hop) }
-    }
-
-    /// How the timeline names a hop (its lines and flags): "netns/device -> netns/device".
-    public static func hopLabel(_ key: HopKey, names: NameTable) -> String {
-        "\(names.label(key.from)) -> \(names.label(key.to))"
     }
 
     /// Softirq busy % per CPU over the status snapshots that bracket the window.

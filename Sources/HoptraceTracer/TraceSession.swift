@@ -314,7 +314,8 @@ public final class TraceSession: @unchecked Sendable {
         let softirq = softirqCounters(), bpf = statsAvailable ? bpfRunNs() : nil, consumer = drainCPUNsSoFar
         return lock.withLock {
             LiveSample(monotonicNs: monotonicNs(), aggregate: aggregate, names: names, softirq: softirq,
-                       consumerCPUNs: consumer, bpfRunNs: bpf)
+                       consumerCPUNs: consumer, bpfRunNs: bpf,
+                       sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs))
         }
     }
 

@@ -442,7 +442,8 @@ public final class DrainThread: @unchecked Sendable {
         }
     }
 
-    static func threadCPUTime() -> UInt64 {
+    /// CPU time of the calling thread, nanoseconds.
+    public static func threadCPUTime() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -283,9 +283,16 @@ public enum ChangeChart {
     static let rowHeight = 22.0
     static let plot = (left: 90.0, right: 700.0, top: 24.0)
 
-    /// A symmetric % axis wide enough for every interval of the page (at least ±10 %).
+    /// Interval ends past this (%) do not widen the axis: one hop's few windows can
+    /// give [-97 %, +3800 %] and would squash every other change to a dot at zero.
+    static let intervalCap = 100.0
+
+    /// A symmetric % axis for every change of the page and every interval up to
+    /// ±`intervalCap` (at least ±10 %); an interval past it runs off the axis's end.
     public static func scale(_ entries: [Comparison.Entry]) -> LinearScale {
-        let widest = entries.flatMap { [abs($0.p99LowPercent), abs($0.p99HighPercent), abs($0.p99ChangePercent)] }.max() ?? 0
+        let widest = entries.filter(\.verdict.hasChange).flatMap { e in
+            [abs(e.p99ChangePercent)] + (e.verdict.hasInterval ? [e.p99LowPercent, e.p99HighPercent].map { min(abs($0), intervalCap) } : [])
+        }.max() ?? 0
         let m = LinearScale.roundUp(max(widest, 10))
         return LinearScale(low: -m, high: m, from: plot.left, to: plot.right, tickCount: 4) { v in
             v > 0 ? "+\(LinearScale.plain(v))" : LinearScale.plain(v)
@@ -308,17 +315,25 @@ public enum ChangeChart {
             let y = plot.top + rowHeight * (Double(row) + 0.5)
             let cls = verdictClass(e.verdict)
             chart.text(e.segment, x: plot.left - 8, y: y + 4, cls: "tick", anchor: "end")
-            let measured = e.verdict != .onlyBefore && e.verdict != .onlyAfter
-            if measured {
-                let interval = "[\(percent(e.p99LowPercent)), \(percent(e.p99HighPercent))]"
+            let interval = e.verdict.hasInterval ? " [\(percent(e.p99LowPercent)), \(percent(e.p99HighPercent))]" : ""
+            if e.verdict.hasInterval {
                 chart.line(x1: scale.position(e.p99LowPercent), y1: y, x2: scale.position(e.p99HighPercent), y2: y,
-                           cls: "interval \(cls)", title: "\(e.segment): 95 % interval of the p99 change \(interval)")
+                           cls: "interval \(cls)", title: "\(e.segment): 95 % interval of the p99 change\(interval)")
+                // an end past the axis: an arrowhead at the axis's end says it goes on
+                for (end, edge, dir) in [(e.p99LowPercent, scale.low, -1.0), (e.p99HighPercent, scale.high, 1.0)]
+                where dir * end > dir * edge {
+                    let x = scale.position(edge)
+                    chart.path([(x - dir * 7, y - 5), (x, y), (x - dir * 7, y + 5)], cls: "interval \(cls) clipped", closed: true,
+                               title: "\(e.segment): the interval goes on to \(percent(end))")
+                }
+            }
+            if e.verdict.hasChange {
                 chart.rect(x: scale.position(e.p99ChangePercent) - 4, y: y - 4, width: 8, height: 8, cls: "estimate \(cls)",
                            title: "\(e.segment): p99 \(exactNs(e.beforeP99Ns)) -> \(exactNs(e.afterP99Ns)), "
-                           + "\(percent(e.p99ChangePercent)) \(interval)")
+                           + "\(percent(e.p99ChangePercent))\(interval)")
             }
-            let figures = measured ? "p99 \(formatNs(e.beforeP99Ns)) -> \(formatNs(e.afterP99Ns))  \(percent(e.p99ChangePercent))"
-                + " [\(percent(e.p99LowPercent)), \(percent(e.p99HighPercent))]"
+            let figures = e.verdict.hasChange
+                ? "p99 \(formatNs(e.beforeP99Ns)) -> \(formatNs(e.afterP99Ns))  \(percent(e.p99ChangePercent))\(interval)"
                 : "p99 \(formatNs(max(e.beforeP99Ns, e.afterP99Ns)))"
             chart.text(e.verdict.rawValue.uppercased(), x: verdictLeft, y: y + 4, cls: "verdict \(cls)")
             chart.text(figures, x: figuresLeft, y: y + 4, cls: "tick")

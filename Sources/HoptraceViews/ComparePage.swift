@@ -82,9 +82,13 @@ public struct ComparePage {
         for hop in hops { out += ChangeChart.svg(hop: hop, title: titles[hop], entries: byHop[hop] ?? [], scale: scale) }
         let entries = hops.flatMap { byHop[$0] ?? [] }
         let rows = entries.map { e in
-            [e.hop, e.segment, formatNs(e.beforeP50Ns), formatNs(e.afterP50Ns), formatNs(e.beforeP99Ns), formatNs(e.afterP99Ns),
-             ChangeChart.percent(e.p99ChangePercent), "[\(ChangeChart.percent(e.p99LowPercent)), \(ChangeChart.percent(e.p99HighPercent))]",
-             "\(e.windowsBefore) / \(e.windowsAfter)", e.verdict.rawValue]
+            // a hop or segment one run lacks: "-" on that side, not 0ns
+            let before = e.verdict != .onlyAfter, after = e.verdict != .onlyBefore
+            return [e.hop, e.segment, before ? formatNs(e.beforeP50Ns) : "-", after ? formatNs(e.afterP50Ns) : "-",
+                    before ? formatNs(e.beforeP99Ns) : "-", after ? formatNs(e.afterP99Ns) : "-",
+                    e.verdict.hasChange ? ChangeChart.percent(e.p99ChangePercent) : "",
+                    e.verdict.hasInterval ? "[\(ChangeChart.percent(e.p99LowPercent)), \(ChangeChart.percent(e.p99HighPercent))]" : "",
+                    "\(e.windowsBefore) / \(e.windowsAfter)", e.verdict.rawValue]
         }
         out += Page.table(["hop", "segment", "p50 before", "p50 after", "p99 before", "p99 after", "p99 change", "95 % interval",
                            "windows", "verdict"], rows, numeric: Set(2...8),

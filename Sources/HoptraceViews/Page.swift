@@ -33,7 +33,7 @@ enum Page {
     .line{fill:none;stroke-width:1.5}.p50{stroke:#4e79a7}.p99{stroke:#d62728}
     .flag{fill:#ffcc33;fill-opacity:.55}.hover{fill:transparent}
     .bar.drops{fill:#b03a2e}.bar.softirq{fill:#7b5e99}
-    .interval{stroke-width:3}.slower{fill:#c0392b;stroke:#c0392b}.faster{fill:#2e7d32;stroke:#2e7d32}\
+    .interval{stroke-width:3}.interval.clipped{stroke-width:1}.slower{fill:#c0392b;stroke:#c0392b}.faster{fill:#2e7d32;stroke:#2e7d32}\
     .unchanged,.other{fill:#777;stroke:#777}.chart text.verdict{font-weight:600;stroke:none}
     .chart text.slower{fill:#c0392b}.chart text.faster{fill:#2e7d32}.chart text.unchanged,.chart text.other{fill:#666}
     table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{padding:2px 10px;border-bottom:1px solid #e4e4e4;\
@@ -95,7 +95,7 @@ enum Page {
         var out = caption(timelineCaption(columns, maxColumns: maxColumns, windowNs: w.windowNs, flags: timeline.flagged.count))
         let flagsByHop = Dictionary(grouping: timeline.flagged, by: \.hop)
         for (index, key) in w.hopKeys.enumerated().sorted(by: { $0.element < $1.element }) {
-            let label = Timeline.hopLabel(key, names: names)
+            let label = names.label(key)
             let title = hopTitle(label, key, names: names)
             let points = ColumnPoint.points(w, hop: index, columns: columns)
             if points.isEmpty { continue }

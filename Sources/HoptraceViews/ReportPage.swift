@@ -48,7 +48,7 @@ public struct ReportPage {
             let key = HopKey(from: Endpoint(netns: h.from.netns, ifindex: h.from.ifindex),
                              to: Endpoint(netns: h.to.netns, ifindex: h.to.ifindex))
             guard let stats = byKey[key] else { return nil }
-            let label = Timeline.hopLabel(key, names: names)
+            let label = names.label(key)
             return Hop(key: key, label: label, title: Page.hopTitle(label, key, names: names), stats: stats, report: h)
         }
     }

@@ -28,16 +28,27 @@ public struct TopScreen: Sendable {
         public var style: Style
     }
 
-    public private(set) var latest: LiveInterval?
+    /// The interval shown: the latest, or the one shown when paused.
+    public var latest: LiveInterval? {
+        if let frozen { return frozen.latest }
+        return received
+    }
+    /// The latest interval taken (paused or not).
+    private var received: LiveInterval?
+    /// While paused: what the screen showed when it was paused.
+    private var frozen: (latest: LiveInterval?, history: [String: [UInt64?]])?
     public private(set) var sort: SortColumn = .p99
     /// Hops shown are those whose name contains this (case-insensitive); empty: all.
     public private(set) var filter = ""
     /// The filter being typed after `/`; nil when not typing.
     public private(set) var filterDraft: String?
-    public private(set) var paused = false
+    public var paused: Bool { frozen != nil }
     /// Each hop's p99 per interval, oldest first, the same length for every hop
-    /// (nil: no packet in that interval).
+    /// (nil: no packet in that interval). Kept while paused, so the minute after a
+    /// pause is a minute.
     public private(set) var history: [String: [UInt64?]] = [:]
+    /// The history shown (frozen with the screen while paused).
+    var shownHistory: [String: [UInt64?]] { frozen?.history ?? history }
     /// Intervals the sparkline covers: 60 s worth.
     public let historyLength: Int
 
@@ -45,10 +56,9 @@ public struct TopScreen: Sendable {
         historyLength = max(1, Int((historySeconds / max(intervalSeconds, 0.001)).rounded()))
     }
 
-    /// Takes the interval just closed (ignored while paused: the screen stays as it was).
+    /// Takes the interval just closed (while paused it is kept, not shown).
     public mutating func show(_ interval: LiveInterval) {
-        guard !paused else { return }
-        latest = interval
+        received = interval
         let p99 = Dictionary(interval.hops.map { ($0.hop, $0.records > 0 ? $0.p99Ns : nil) }, uniquingKeysWith: { a, _ in a })
         let length = history.values.first?.count ?? 0
         for hop in p99.keys where history[hop] == nil { history[hop] = Array(repeating: nil, count: length) }
@@ -78,18 +88,32 @@ public struct TopScreen: Sendable {
             let all = SortColumn.allCases
             sort = all[(all.firstIndex(of: sort)! + 1) % all.count]
         case .character("/"): filterDraft = filter
-        case .character(" "): paused.toggle()
-        case .character("r"): history = [:]
+        case .character(" "): frozen = paused ? nil : (received, history)
+        case .character("r"):
+            history = [:]
+            frozen?.history = [:]
         case .escape: filter = ""
         default: return .none
         }
         return .redraw
     }
 
-    /// The hops of the latest interval that pass the filter, in the sort's order.
+    /// The hops shown: those of the interval, and those silent in it that had packets
+    /// in the last minute (no figures: `records` 0), so an intermittent hop stays put.
+    var allRows: [LiveInterval.Hop] {
+        let active = latest?.hops ?? []
+        let seen = Set(active.map(\.hop))
+        let idle = shownHistory.keys.filter { !seen.contains($0) }.map { name in
+            LiveInterval.Hop(hop: name, from: "", to: "", packetsPerSecond: 0, records: 0, p50Ns: 0, p99Ns: 0, maxNs: 0,
+                             dropsPerSecond: 0, topDropReason: nil)
+        }
+        return active + idle
+    }
+
+    /// The hops that pass the filter, in the sort's order (silent ones last but by name).
     public var rows: [LiveInterval.Hop] {
         let needle = filter.lowercased()
-        let hops = (latest?.hops ?? []).filter { needle.isEmpty || $0.hop.lowercased().contains(needle) }
+        let hops = allRows.filter { needle.isEmpty || $0.hop.lowercased().contains(needle) }
         func ordered(_ a: LiveInterval.Hop, _ b: LiveInterval.Hop) -> Bool {
             switch sort {
             case .p99: (b.p99Ns, a.hop) < (a.p99Ns, b.hop)
@@ -123,31 +147,59 @@ public struct TopScreen: Sendable {
         return String(repeating: " ", count: max(0, width - shown.count)) + String(marks)
     }
 
+    /// Widths of a row's columns for a terminal `width` wide.
+    struct Layout {
+        /// Each figure: "999.9us" or "12.3k" with a space before.
+        static let number = 8
+        var hop: Int
+        var spark: Int
+        var reason: Int
+
+        init(width: Int, longestHop: Int, historyLength: Int) {
+            let figures = 5 * Self.number
+            // the name whole up to 40 characters, at least 16 (cut in the middle)
+            hop = max(8, min(max(longestHop + 1, 16), 40, width - figures))
+            var left = width - hop - figures
+            reason = 0
+            // the reason once the sparkline has half a minute (it is in --json anyway)
+            if left >= 2 + 30 + 2 + 18 {
+                reason = 18
+                left -= 2 + reason
+            }
+            spark = left >= 2 + 8 ? min(historyLength, left - 2) : 0
+        }
+    }
+
     /// The screen as `height` lines of at most `width` characters. `context` says
-    /// what is traced (devices); `clock` the time of the interval shown.
+    /// what is traced (devices); `clock` the time of the interval shown. Laid out for
+    /// at least 40x6; a smaller terminal gets its top-left corner of that.
     public func lines(width: Int, height: Int, context: String, clock: String) -> [Line] {
+        let screen = (width: max(width, 1), height: max(height, 1))
         let width = max(width, 40), height = max(height, 6)
         var out: [Line] = []
-        func add(_ text: String, _ style: Line.Style = .plain) { out.append(Line(text: fit(text, width), style: style)) }
+        func add(_ text: String, _ style: Line.Style = .plain) { out.append(Line(text: fit(text, screen.width), style: style)) }
 
         let rows = rows
-        let all = latest?.hops.count ?? 0
+        let all = allRows.count
         var title = "hoptrace top  \(clock)  \(context)  \(all) hops"
         if !filter.isEmpty { title += " (\(rows.count) match '\(filter)')" }
+        // what the rates are of: estimates from 1 packet in N, or only the slow hops
+        if let sampling = latest?.sampling {
+            if sampling.every > 1 { title += "  1 in \(sampling.every) sampled (rates x\(sampling.every))" }
+            if sampling.minLatencyNs > 0 { title += "  hops >= \(formatNs(sampling.minLatencyNs)) only" }
+        }
         title += "  sort: \(sort.rawValue)"
         if paused { title += "  PAUSED" }
         add(title, .title)
 
-        // columns: hop | pkt/s p50 p99 max | sparkline | drops/s top drop reason
-        // the hop's name first (up to its longest), then the sparkline (up to a minute)
-        let numbers = 4 * 9, drops = 9, reason = 18
-        let room = width - numbers - drops - reason - 4
-        let longest = rows.lazy.map(\.hop.count).max() ?? 0
-        let hopWidth = max(12, min(max(longest + 1, 24), room - 10))
-        let spark = max(1, min(historyLength, room - hopWidth))
-        add(pad("HOP", hopWidth) + ["PKT/S", "P50", "P99", "MAX"].map { lpad($0, 9) }.joined() + "  "
-            + pad("P99 LAST \(Int((Double(historyLength) * (latest?.seconds ?? 1)).rounded()))S", spark)
-            + lpad("DROPS/S", drops) + "  " + "TOP DROP", .header)
+        // columns: hop | pkt/s p50 p99 max drops/s | sparkline | top drop reason. The
+        // hop's name and the figures always; then the sparkline (up to a minute), then
+        // the reason, each only with room to be read
+        let layout = Layout(width: width, longestHop: rows.lazy.map(\.hop.count).max() ?? 0, historyLength: historyLength)
+        let seconds = Int((Double(historyLength) * (latest?.seconds ?? 1)).rounded())
+        add(pad("HOP", layout.hop) + ["PKT/S", "P50", "P99", "MAX", "DROPS/S"].map { lpad($0, Layout.number) }.joined()
+            + (layout.spark > 0 ? "  " + pad(layout.spark >= 12 ? "P99 LAST \(seconds)S" : "P99 \(seconds)S", layout.spark) : "")
+            + (layout.reason > 0 ? "  TOP DROP" : ""), .header)
 
         let cpus = latest?.softirq ?? []
         let footerLines = 1
@@ -165,11 +217,13 @@ public struct TopScreen: Sendable {
         }
         let fits = rows.count <= hopLines ? rows.count : hopLines - 1
         for h in rows.prefix(fits) {
-            let line = pad(middleTruncated(h.hop, hopWidth - 1), hopWidth)
-                + [Self.rate(h.packetsPerSecond), formatNs(h.p50Ns), formatNs(h.p99Ns), formatNs(h.maxNs)]
-                    .map { lpad($0, 9) }.joined() + "  "
-                + Self.sparkline(history[h.hop] ?? [], width: spark)
-                + lpad(h.dropsPerSecond > 0 ? Self.rate(h.dropsPerSecond) : "0", drops) + "  " + (h.topDropReason ?? "")
+            // a hop silent in the interval: no figures, its sparkline still
+            let figures = h.records == 0 && h.dropsPerSecond == 0 ? ["-", "-", "-", "-", "-"]
+                : [Self.rate(h.packetsPerSecond)] + (h.records == 0 ? ["-", "-", "-"] : [h.p50Ns, h.p99Ns, h.maxNs].map(formatNs))
+                    + [h.dropsPerSecond > 0 ? Self.rate(h.dropsPerSecond) : "0"]
+            let line = pad(middleTruncated(h.hop, layout.hop - 1), layout.hop) + figures.map { lpad($0, Layout.number) }.joined()
+                + (layout.spark > 0 ? "  " + Self.sparkline(shownHistory[h.hop] ?? [], width: layout.spark) : "")
+                + (layout.reason > 0 ? "  " + (h.topDropReason ?? "") : "")
             add(line, h.dropsPerSecond > 0 ? .warning : .plain)
         }
         if fits < rows.count { add("  ... \(rows.count - fits) more hops: / filters, s sorts") }
@@ -205,7 +259,7 @@ public struct TopScreen: Sendable {
             // the keys first: a narrow terminal cuts the end
             add("q quit  s sort  / filter  space pause  r reset   " + cost, .title)
         }
-        return out
+        return Array(out.prefix(screen.height))
     }
 
     /// Packets per second as people read them: 850, 12.3k, 1.25M.
@@ -222,7 +276,14 @@ private func format1(_ v: Double) -> String { String(format: "%.1f", v) }
 
 private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? String(s.prefix(n)) : s + String(repeating: " ", count: n - s.count) }
 private func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-private func fit(_ s: String, _ n: Int) -> String { s.count > n ? String(s.prefix(n)) : s }
+/// `s` in at most `n` characters, control characters shown as "?": names come from
+/// the node (an interface may be named with an escape sequence), never sent raw.
+private func fit(_ s: String, _ n: Int) -> String {
+    let safe = String(String.UnicodeScalarView(s.unicodeScalars.map { c in
+        c.value < 0x20 || (0x7f...0x9f).contains(c.value) ? "?" : c
+    }))
+    return safe.count > n ? String(safe.prefix(n)) : safe
+}
 
 /// `s` in at most `n` characters, its middle elided: both ends of a hop name matter.
 private func middleTruncated(_ s: String, _ n: Int) -> String {

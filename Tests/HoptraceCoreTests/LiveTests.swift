@@ -73,6 +73,23 @@ final class LiveTests: XCTestCase {
         XCTAssertEqual(h.topDropReason, "NO_SOCKET")
         XCTAssertEqual(interval.cost.consumerPercent, 1, accuracy: 1e-9)
         XCTAssertNil(interval.cost.bpfPercent)
+        // 1 packet in 10 followed: each stands for 10, packets and drops alike
+        var sampledBefore = first, sampledNow = sample(agg, at: 12)
+        sampledBefore.sampling = Sampling(every: 10)
+        sampledNow.sampling = Sampling(every: 10)
+        let sampled = LiveInterval(from: sampledBefore, to: sampledNow, unixTime: 0, dropReasons: DropReasons())
+        XCTAssertEqual(sampled.hops[0].packetsPerSecond, 2_010)
+        XCTAssertEqual(sampled.hops[0].dropsPerSecond, 30)
+        XCTAssertEqual(sampled.hops[0].records, 400, "records stay what was measured")
+        XCTAssertEqual(sampled.sampling.every, 10)
+        // BPF cost only between two readings that worked: a failed one (0) gives none, not 1e21 %
+        var bpfBefore = first, bpfNow = sample(agg, at: 12)
+        bpfBefore.bpfRunNs = 5_000_000
+        bpfNow.bpfRunNs = 25_000_000
+        XCTAssertEqual(LiveInterval(from: bpfBefore, to: bpfNow, unixTime: 0, dropReasons: DropReasons()).cost.bpfPercent ?? 0,
+                       1, accuracy: 1e-9)
+        bpfNow.bpfRunNs = 0
+        XCTAssertNil(LiveInterval(from: bpfBefore, to: bpfNow, unixTime: 0, dropReasons: DropReasons()).cost.bpfPercent)
         // nothing more: the hop is left out of the next interval
         let later = LiveInterval(from: sample(agg, at: 12), to: sample(agg, at: 13), unixTime: 0, dropReasons: DropReasons())
         XCTAssertTrue(later.hops.isEmpty)

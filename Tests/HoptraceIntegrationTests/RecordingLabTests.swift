@@ -153,6 +153,8 @@ final class RecordingLabTests: XCTestCase {
             (["report", "/nonexistent.hoptrace"], 1, "cannot open"),
             (["compare", foreign, empty], 2, "not a hoptrace recording"),
             (["compare", empty, empty, "--fail-if-slower", "ten"], 64, "bad --fail-if-slower"),
+            (["report", empty, "--json", "--html", "/tmp/ht-x.html"], 64, "--json and --html: choose one"),
+            (["compare", empty, empty, "--html", foreign], 64, "exists; use --force"),
             (["export", empty, "--format", "xml", "-o", "/tmp/x"], 64, "bad --format 'xml'"),
             (["record", "-o", foreign, "--all-veth"], 64, "exists; use --force"),
             (["record", "-o", "/tmp/ht-x", "--all-veth", "--trigger", "p99>1ms"], 64, "--trigger needs --flight-recorder"),
@@ -204,5 +206,27 @@ final class RecordingLabTests: XCTestCase {
         let r = try runHoptrace(["compare", before, after, "--fail-if-slower", "50%"])
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stderr.contains("got slower"), r.stderr)
+
+        // the same as pages: compare's keeps its exit status; a page that cannot be
+        // written exits 2, not 1 (slower), and leaves nothing
+        let page = NSTemporaryDirectory() + "hoptrace-compare-\(getpid()).html"
+        let reportPage = NSTemporaryDirectory() + "hoptrace-report-\(getpid()).html"
+        defer { unlink(page); unlink(reportPage) }
+        let h = try runHoptrace(["compare", before, after, "--fail-if-slower", "50%", "--html", page])
+        XCTAssertEqual(h.status, 1, h.stderr)
+        XCTAssertTrue(h.stdout.isEmpty, "the page instead of the text: \(h.stdout)")
+        XCTAssertTrue(h.stderr.contains("wrote \(page)"), h.stderr)
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        XCTAssertTrue(html.contains("data-hop=\"\(lab.hub)/\(b.hubDevice) -&gt; "), "the shaped hop's charts")
+        XCTAssertTrue(html.contains("class=\"verdict slower\""))
+        let unwritable = try runHoptrace(["compare", before, after, "--html", "/nonexistent-ht-dir/c.html"])
+        XCTAssertEqual(unwritable.status, 2, unwritable.stderr)
+        XCTAssertTrue(unwritable.stderr.contains("cannot write /nonexistent-ht-dir/c.html"), unwritable.stderr)
+        let rp = try runHoptrace(["report", after, "--html", reportPage])
+        XCTAssertEqual(rp.status, 0, rp.stderr)
+        let report = try String(contentsOfFile: reportPage, encoding: .utf8)
+        XCTAssertTrue(report.contains("class=\"chart distribution\"") && report.contains("class=\"chart timeline\""))
+        XCTAssertEqual(try runHoptrace(["report", after, "--html", reportPage]).status, 64, "exists without --force")
+        XCTAssertEqual(try runHoptrace(["report", after, "--html", reportPage, "--force"]).status, 0)
     }
 }

@@ -54,7 +54,10 @@ final class TopTests: XCTestCase {
             let tmux = Tmux()
             // the pane's shell keeps the terminal's settings before and after, and top's exit
             // status; it outlives Ctrl-C as a login shell does (a trap, reset for top at exec)
-            let script = "trap : INT; stty -g > \(dir)/before; \(binary) top --netns \(a.netns) --iface eth0 2>\(dir)/stderr; "
+            // the SIGTERM run samples every 30 s: a redraw after a resize is SIGWINCH's
+            let interval = exit == "SIGTERM" ? "30s" : "1s"
+            let script = "trap : INT; stty -g > \(dir)/before; \(binary) top --netns \(a.netns) --iface eth0 --interval \(interval) "
+                + "2>\(dir)/stderr; "
                 + "echo $? > \(dir)/status; stty -g > \(dir)/after; sleep 600"
             for f in ["before", "after", "status"] { try? FileManager.default.removeItem(atPath: "\(dir)/\(f)") }
             try tmux.start(script)
@@ -76,18 +79,18 @@ final class TopTests: XCTestCase {
                 usleep(1_200_000)
                 let rows = Self.hopRows(tmux.screen())
                 XCTAssertEqual(rows.map(\.p50Ns), rows.map(\.p50Ns).sorted(by: >), "sorted by p50:\n\(tmux.screen())")
-                // resized: the screen is redrawn at the new size, footer on the last row
-                _ = try tmux.run(["resize-window", "-t", "main", "-x", "100", "-y", "20"])
-                let redrawn = tmux.wait(3) { screen in
-                    let rows = screen.split(separator: "\n", omittingEmptySubsequences: false).prefix(20)
-                    return rows.last?.hasPrefix("q quit") == true && rows.allSatisfy { $0.count <= 100 }
-                        && rows.contains { $0.hasPrefix("SOFTIRQ") }
-                }
-                XCTAssertTrue(redrawn, "redrawn at 100x20:\n\(tmux.screen())")
                 try tmux.send("q")
             } else if exit == "C-c" {
                 try tmux.send("C-c")
             } else {
+                // resized: redrawn at once at the new size (no interval ends for 30 s),
+                // the footer on the last of its 20 rows, the title within its 100 columns
+                _ = try tmux.run(["resize-window", "-t", "main", "-x", "100", "-y", "20"])
+                let redrawn = tmux.wait(1.5) { screen in
+                    let rows = screen.split(separator: "\n", omittingEmptySubsequences: false).prefix(20)
+                    return rows.count == 20 && rows.last?.hasPrefix("q quit") == true && rows.contains { $0.hasPrefix("SOFTIRQ") }
+                }
+                XCTAssertTrue(redrawn, "redrawn at 100x20:\n\(tmux.screen())")
                 let shell = tmux.value("#{pane_pid}")
                 let top = try Command.run(["pgrep", "-P", shell, "-f", "hoptrace top"]).split(separator: "\n").first.map(String.init)
                 XCTAssertNotNil(top, "top's pid")

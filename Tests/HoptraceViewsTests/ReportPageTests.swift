@@ -1,6 +1,6 @@
 import Foundation
 import HoptraceCore
-import HoptraceRecording
+@testable import HoptraceRecording
 import XCTest
 
 @testable import HoptraceViews
@@ -67,6 +67,28 @@ final class ReportPageTests: XCTestCase {
         XCTAssertEqual(bars[0].height, y.from - y.position(3), accuracy: 0.11)
         XCTAssertGreaterThan(bars[0].height, 10)
         XCTAssertTrue(strip.contains("<title>8-9 s: 3 packets dropped</title>"))
+    }
+
+    /// One wide interval (few windows) does not squash the other changes to zero:
+    /// the axis holds the changes and intervals up to ±100 %, and an interval past
+    /// it ends in an arrowhead at the axis's end. Without an interval, no bar.
+    func testChangeAxisIsNotStretchedByOneWideInterval() throws {
+        func entry(_ segment: String, _ change: Double, _ low: Double, _ high: Double, _ v: Comparison.Verdict) -> Comparison.Entry {
+            Comparison.Entry(hop: "a -> b", segment: segment, beforeP50Ns: 1_000, afterP50Ns: 1_000, beforeP99Ns: 2_000,
+                             afterP99Ns: 3_000, p99ChangePercent: change, p99LowPercent: low, p99HighPercent: high,
+                             p50ChangePercent: 0, verdict: v, windowsBefore: 12, windowsAfter: 12)
+        }
+        let entries = [entry("total", 50, 40, 60, .slower), entry("qdisc", 120, -97.5, 3_848, .unchanged),
+                       entry("veth", 5, 0, 0, .tooFewWindows)]
+        let scale = ChangeChart.scale(entries)
+        XCTAssertEqual(scale.high, 200, "the largest change (120 %), not the interval's +3848 %")
+        XCTAssertEqual(scale.position(50) - scale.position(0), (scale.to - scale.from) / 8, accuracy: 1e-9)
+        let svg = ChangeChart.svg(hop: "a -> b", entries: entries, scale: scale)
+        XCTAssertEqual(count(svg, "class=\"interval unchanged clipped\""), 1, "qdisc's interval runs off the +200 end only")
+        XCTAssertTrue(svg.contains("the interval goes on to +3848.0%"))
+        XCTAssertEqual(count(svg, "<line class=\"interval"), 2, "no interval bar for too few windows")
+        XCTAssertTrue(svg.contains(">p99 2.00us -&gt; 3.00us  +5.0%</text>"), "its change, no [+0.0%, +0.0%]")
+        XCTAssertEqual(ChangeChart.scale([entry("total", 3, -2, 8, .unchanged)]).high, 10, "at least ±10 %")
     }
 
     func testBinsHoldEveryPacket() {

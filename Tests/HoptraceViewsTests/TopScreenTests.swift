@@ -64,10 +64,56 @@ final class TopScreenTests: XCTestCase {
         XCTAssertEqual(s.rows.count, 3, "paused: the interval shown stays")
         XCTAssertTrue(s.lines(width: 100, height: 20, context: "", clock: "").first!.text.contains("PAUSED"))
         _ = s.press(.character(" "))
-        s.show(Self.interval([]))
-        XCTAssertEqual(s.rows.count, 0)
+        XCTAssertEqual(s.rows.filter { $0.records > 0 }.count, 0, "unpaused: the latest interval, in which no hop had a packet")
         XCTAssertEqual(s.press(.character("q")), .quit)
         XCTAssertEqual(s.press(.character("x")), .none)
+    }
+
+    /// The sparklines go on while paused (the minute after a pause is a minute), and
+    /// the screen shows what it showed when paused until unpaused.
+    func testPauseFreezesTheScreenNotTheHistory() {
+        var s = TopScreen(intervalSeconds: 1)
+        s.show(Self.interval([three[0]]))
+        _ = s.press(.character(" "))
+        let before = s.lines(width: 120, height: 12, context: "", clock: "")
+        for _ in 0..<3 { s.show(Self.interval([Self.hop("web/eth0 -> host/veth1", pps: 10, p50: 1_000, p99: 400_000)])) }
+        XCTAssertEqual(s.lines(width: 120, height: 12, context: "", clock: ""), before, "paused: the same screen")
+        XCTAssertEqual(s.history["web/eth0 -> host/veth1"], [90_000, 400_000, 400_000, 400_000])
+        _ = s.press(.character(" "))
+        XCTAssertEqual(s.rows.first?.p99Ns, 400_000)
+        // space before any interval pauses an empty screen, which stays empty
+        var t = TopScreen(intervalSeconds: 1)
+        _ = t.press(.character(" "))
+        t.show(Self.interval(three))
+        XCTAssertNil(t.latest)
+        XCTAssertTrue(t.lines(width: 100, height: 10, context: "", clock: "").contains { $0.text.contains("waiting") })
+    }
+
+    /// A hop silent for an interval keeps its row (no figures, its sparkline) until a
+    /// minute passes without a packet: intermittent hops do not blink.
+    func testSilentHopsStayForAMinute() {
+        var s = TopScreen(intervalSeconds: 1)
+        s.show(Self.interval(three))
+        s.show(Self.interval([three[1]]))
+        XCTAssertEqual(s.rows.count, 3)
+        XCTAssertEqual(s.rows.first?.hop, "db/eth0 -> host/veth2", "the hop with figures first, silent ones after")
+        let text = s.lines(width: 120, height: 12, context: "", clock: "").map(\.text)
+        let web = try! XCTUnwrap(text.first { $0.hasPrefix("web/eth0 -> host/veth1") })
+        XCTAssertTrue(web.contains("       -       -       -"), web)
+        XCTAssertTrue(text[0].contains("3 hops"))
+        for _ in 0..<59 { s.show(Self.interval([three[1]])) }
+        XCTAssertEqual(s.rows.map(\.hop), ["db/eth0 -> host/veth2"], "silent for a minute: gone")
+    }
+
+    /// Names come from the node: an interface named with an escape sequence is drawn
+    /// with "?" for its control characters, never sent to the terminal.
+    func testControlCharactersInNamesAreNotSent() {
+        var s = TopScreen(intervalSeconds: 1)
+        s.show(Self.interval([Self.hop("pod/\u{1b}[2J\u{1b}]0;x\u{07} -> host/veth\u{9b}1", pps: 10, p50: 1_000, p99: 2_000)]))
+        for line in s.lines(width: 120, height: 10, context: "", clock: "") {
+            XCTAssertFalse(line.text.unicodeScalars.contains { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }, line.text)
+        }
+        XCTAssertTrue(s.lines(width: 120, height: 10, context: "", clock: "").contains { $0.text.hasPrefix("pod/?[2J?]0;x? -> host/veth?1") })
     }
 
     /// Each hop keeps a minute of p99s; a hop absent for an interval has a gap;
@@ -103,17 +149,36 @@ final class TopScreenTests: XCTestCase {
         s.show(Self.interval(many, cpus: 16))
         for (w, h) in [(80, 24), (160, 50), (200, 12), (40, 6)] {
             let lines = s.lines(width: w, height: h, context: "80 devices", clock: "12:00:00")
+            XCTAssertTrue(w < 80 || lines[1].text.contains(" 60S"), "a sparkline from 80 columns: \(lines[1].text)")
+            XCTAssertTrue(w < 160 || lines[1].text.hasSuffix("TOP DROP"), "the drop reason with room: \(lines[1].text)")
+            let row = lines.first { $0.text.hasPrefix("pod-39/eth0 -> host/veth39") }
+            XCTAssertTrue(w < 80 || row != nil, "the whole hop name at \(w) columns")
             XCTAssertEqual(lines.count, h, "\(w)x\(h)")
             for l in lines { XCTAssertLessThanOrEqual(l.text.count, w, "\(w)x\(h): \(l.text)") }
             XCTAssertTrue(lines.last!.text.hasPrefix("q quit"), "\(w)x\(h)")
             XCTAssertTrue(h >= 45 || lines.contains { $0.text.contains("more hops") }, "\(w)x\(h):\n" + lines.map(\.text).joined(separator: "\n"))
             XCTAssertTrue(lines.contains { $0.text.hasPrefix("SOFTIRQ") }, "\(w)x\(h)")
         }
+        // a terminal under 40x6: its size, no more (nothing wraps or scrolls)
+        let tiny = s.lines(width: 30, height: 4, context: "", clock: "")
+        XCTAssertEqual(tiny.count, 4)
+        XCTAssertTrue(tiny.allSatisfy { $0.text.count <= 30 })
         let big = s.lines(width: 160, height: 80, context: "", clock: "").map(\.text)
         XCTAssertEqual(big.filter { $0.contains(" -> ") }.count, 40, "all hops fit on a tall screen")
         XCTAssertEqual(big.filter { $0.hasPrefix("        ") && $0.hasSuffix("%") }.count, 16, "a line per CPU")
         XCTAssertTrue(big.last!.contains("consumer 0.4%") && big.last!.contains("view 0.1%"))
         XCTAssertTrue(big.contains { $0.hasPrefix("pod-39/eth0 -> host/veth39") }, "sorted by p99: slowest first")
+    }
+
+    /// Sampled rates and a minimum latency say so in the title.
+    func testTitleSaysWhatTheRatesAreOf() {
+        var s = TopScreen(intervalSeconds: 1)
+        var i = Self.interval(three)
+        i.sampling = Sampling(every: 100, minLatencyNs: 50_000)
+        s.show(i)
+        let title = s.lines(width: 200, height: 10, context: "", clock: "")[0].text
+        XCTAssertTrue(title.contains("1 in 100 sampled (rates x100)"), title)
+        XCTAssertTrue(title.contains("hops >= 50.0us only"), title)
     }
 
     func testEmptyAndWaiting() {
