@@ -111,9 +111,11 @@ public struct TopScreen: Sendable {
     }
 
     /// The hops that pass the filter, in the sort's order (silent ones last but by name).
-    public var rows: [LiveInterval.Hop] {
+    public var rows: [LiveInterval.Hop] { rows(of: allRows) }
+
+    func rows(of all: [LiveInterval.Hop]) -> [LiveInterval.Hop] {
         let needle = filter.lowercased()
-        let hops = allRows.filter { needle.isEmpty || $0.hop.lowercased().contains(needle) }
+        let hops = needle.isEmpty ? all : all.filter { $0.hop.lowercased().contains(needle) }
         func ordered(_ a: LiveInterval.Hop, _ b: LiveInterval.Hop) -> Bool {
             switch sort {
             case .p99: (b.p99Ns, a.hop) < (a.p99Ns, b.hop)
@@ -179,8 +181,9 @@ public struct TopScreen: Sendable {
         var out: [Line] = []
         func add(_ text: String, _ style: Line.Style = .plain) { out.append(Line(text: fit(text, screen.width), style: style)) }
 
-        let rows = rows
-        let all = allRows.count
+        let everyRow = allRows
+        let rows = rows(of: everyRow)
+        let all = everyRow.count
         var title = "hoptrace top  \(clock)  \(context)  \(all) hops"
         if !filter.isEmpty { title += " (\(rows.count) match '\(filter)')" }
         // what the rates are of: estimates from 1 packet in N, or only the slow hops
@@ -279,9 +282,12 @@ private func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(r
 /// `s` in at most `n` characters, control characters shown as "?": names come from
 /// the node (an interface may be named with an escape sequence), never sent raw.
 private func fit(_ s: String, _ n: Int) -> String {
-    let safe = String(String.UnicodeScalarView(s.unicodeScalars.map { c in
-        c.value < 0x20 || (0x7f...0x9f).contains(c.value) ? "?" : c
-    }))
+    func isControl(_ c: Unicode.Scalar) -> Bool { c.value < 0x20 || (0x7f...0x9f).contains(c.value) }
+    // a scan without copying first: lines without control characters are nearly all
+    var safe = s
+    if s.unicodeScalars.contains(where: isControl) {
+        safe = String(String.UnicodeScalarView(s.unicodeScalars.map { isControl($0) ? "?" : $0 }))
+    }
     return safe.count > n ? String(safe.prefix(n)) : safe
 }
 
