@@ -61,5 +61,13 @@ public final class Tmux: @unchecked Sendable {
         return done(screen())
     }
 
-    deinit { _ = try? Command.run(["tmux", "-L", socket, "kill-server"]) }
+    /// Where the server listens: tmux leaves the socket file after kill-server.
+    public var socketPath: String {
+        (ProcessInfo.processInfo.environment["TMUX_TMPDIR"] ?? "/tmp") + "/tmux-\(getuid())/\(socket)"
+    }
+
+    deinit {
+        _ = try? Command.run(["tmux", "-L", socket, "kill-server"])
+        unlink(socketPath)
+    }
 }

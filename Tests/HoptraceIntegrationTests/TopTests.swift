@@ -50,8 +50,10 @@ final class TopTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let binary = try hoptraceBinary()
 
+        var sockets: [String] = []
         for exit in ["q", "C-c", "SIGTERM"] {
             let tmux = Tmux()
+            sockets.append(tmux.socketPath)
             // the pane's shell keeps the terminal's settings before and after, and top's exit
             // status; it outlives Ctrl-C as a login shell does (a trap, reset for top at exec)
             // the SIGTERM run samples every 30 s: a redraw after a resize is SIGWINCH's
@@ -113,6 +115,7 @@ final class TopTests: XCTestCase {
             XCTAssertEqual(before, after, "\(exit): the terminal's settings are restored")
             XCTAssertEqual(try hoptraceProgramsLeft(), [], "\(exit): nothing left loaded or attached")
         }
+        for socket in sockets { XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "\(socket) left behind") }
     }
 
     /// Piped, top prints one JSON object per interval, with the lab's hops.
