@@ -107,15 +107,13 @@ public struct Histogram: Sendable, Equatable {
     /// (the live view's interval from two cumulative snapshots). Counts and sum are
     /// exact. The extremes are the interval's own where the cumulative ones moved,
     /// else the bounds of its lowest and highest bucket (within the precision).
-    /// An `earlier` that is not an earlier state of this one (a bucket holds more than
-    /// this one's: the histogram was started afresh in between) gives all of this one.
+    /// An `earlier` this one does not `follow` (it was started afresh in between)
+    /// gives all of this one.
     public func subtracting(_ earlier: Histogram) -> Histogram {
         precondition(earlier.precisionBits == precisionBits, "subtracting histograms of different precision")
+        guard follows(earlier) else { return self }
         var d = Histogram(precisionBits: precisionBits)
         guard _count > earlier._count else { return d }
-        let isEarlier = earlier._counts.count <= _counts.count
-            && zip(earlier._counts, _counts).allSatisfy { $0 <= $1 }
-        guard isEarlier else { return self }
         d._counts = _counts
         for (i, c) in earlier._counts.enumerated() where c != 0 { d._counts[i] &-= c }
         while d._counts.last == 0 { d._counts.removeLast() }
@@ -125,6 +123,12 @@ public struct Histogram: Sendable, Equatable {
         d._min = _min < earlier._min ? _min : Swift.max(_min, bucketRange(low).lowerBound)
         d._max = _max > earlier._max ? _max : Swift.min(_max, bucketRange(high).upperBound)
         return d
+    }
+
+    /// Whether this could be `earlier` with values added: no bucket holds fewer.
+    public func follows(_ earlier: Histogram) -> Bool {
+        earlier._count <= _count && earlier._counts.count <= _counts.count
+            && zip(earlier._counts, _counts).allSatisfy { $0 <= $1 }
     }
 
     /// The same values at a coarser precision: exact, since each bucket of

@@ -158,7 +158,7 @@ public struct LiveInterval: Codable, Sendable {
             if let n = now.hops[key] {
                 let b = before.hops[key]
                 // a hop forgotten and seen again (the agent's devices) starts afresh
-                if let b, b.total.count <= n.total.count {
+                if let b, n.total.follows(b.total) {
                     total = n.total.subtracting(b.total)
                     packets = n.packets &- b.packets
                 } else {

@@ -315,7 +315,7 @@ public final class TraceSession: @unchecked Sendable {
         return lock.withLock {
             LiveSample(monotonicNs: monotonicNs(), aggregate: aggregate, names: names, softirq: softirq,
                        consumerCPUNs: consumer, bpfRunNs: bpf,
-                       sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs))
+                       sampling: options.sampling)
         }
     }
 
@@ -374,7 +374,7 @@ public final class TraceSession: @unchecked Sendable {
         return RecordingMetadata(
             toolVersion: version, host: host, kernel: DropReasons.runningKernel(),
             startUnixNs: UInt64(Date().timeIntervalSince1970 * 1e9), startMonotonicNs: monotonicNs(), windowNs: windowNs,
-            sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), devices: devices.map(\.label),
+            sampling: options.sampling, devices: devices.map(\.label),
             softirq: options.softirq, names: names, dropReasons: .running(), settings: options.settings)
     }
 
@@ -395,7 +395,7 @@ public final class TraceSession: @unchecked Sendable {
         }
         return lock.withLock {
             Report(aggregate: aggregate, names: names, durationSeconds: seconds, counters: counters,
-                   sampling: Sampling(every: options.sampleEvery, minLatencyNs: options.minLatencyNs), tracerCost: cost,
+                   sampling: options.sampling, tracerCost: cost,
                    topFlows: topFlows, softirq: softirq, dropReasons: dropReasons)
         }
     }

@@ -119,6 +119,11 @@ public struct TracerOptions: Sendable, Equatable {
 
 /// The loaded BPF object, its links and its ring buffer. Confines the C pointer:
 /// use from one thread at a time (the drain thread, or the owner when it is stopped).
+extension TracerOptions {
+    /// Which packets are followed and recorded, as reports, recordings and the live view say it.
+    public var sampling: Sampling { Sampling(every: sampleEvery, minLatencyNs: minLatencyNs) }
+}
+
 public final class Tracer: @unchecked Sendable {
     private var handle: OpaquePointer?
     public let options: TracerOptions

@@ -108,9 +108,8 @@ public enum BreakdownChart {
     }
 
     /// The stacked p50 and p99 of each segment in `segments` (by segment name);
-    /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
-    static func svg(hop: String, title: String? = nil, segments: [String: LatencySummary], scale: LinearScale) -> String {
-        let title = title ?? hop
+    /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`), `hop` its data-hop.
+    static func svg(hop: String, title: String, segments: [String: LatencySummary], scale: LinearScale) -> String {
         var chart = SVGChart(kind: "breakdown", width: width, height: height,
                              title: "Where the time of \(title) goes: each segment's p50 and p99, stacked",
                              data: ["hop": hop])
@@ -192,10 +191,9 @@ public enum TimelineChart {
     }
 
     /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
-    static func svg(hop: String, title: String? = nil, run: String?, points: [ColumnPoint], flags: [Int: String],
+    static func svg(hop: String, title: String, run: String?, points: [ColumnPoint], flags: [Int: String],
                     columns: TimelineColumns, windowNs: UInt64) -> String {
         let x = timeScale(columns, windowNs: windowNs)
-        let title = title ?? hop
         let name = run.map { "\($0): " } ?? ""
         var data: KeyValuePairs<String, String> = ["hop": hop]
         if let run { data = ["hop": hop, "run": run] }
@@ -304,8 +302,7 @@ public enum ChangeChart {
     static let verdictLeft = plot.right + 16, figuresLeft = plot.right + 196
 
     /// `title` is the heading (`hop` with its workloads, `Page.hopTitle`).
-    static func svg(hop: String, title: String? = nil, entries: [Comparison.Entry], scale: LinearScale) -> String {
-        let title = title ?? hop
+    static func svg(hop: String, title: String, entries: [Comparison.Entry], scale: LinearScale) -> String {
         let bottom = plot.top + rowHeight * Double(entries.count) + 6
         var chart = SVGChart(kind: "change", width: width, height: Int(bottom) + 40,
                              title: "p99 change of \(title) by segment, with 95 % intervals", data: ["hop": hop])

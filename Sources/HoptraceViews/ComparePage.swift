@@ -79,13 +79,13 @@ public struct ComparePage {
         let scale = ChangeChart.scale(comparison.entries)
         var out = Page.caption("Square: the p99 change; bar: its 95 % interval; red slower, green faster, grey no significant "
                                + "change. One scale for all hops.")
-        for hop in hops { out += ChangeChart.svg(hop: hop, title: titles[hop], entries: byHop[hop] ?? [], scale: scale) }
+        for hop in hops { out += ChangeChart.svg(hop: hop, title: titles[hop] ?? hop, entries: byHop[hop] ?? [], scale: scale) }
         let entries = hops.flatMap { byHop[$0] ?? [] }
         let rows = entries.map { e in
             // a hop or segment one run lacks: "-" on that side, not 0ns
-            let before = e.verdict != .onlyAfter, after = e.verdict != .onlyBefore
-            return [e.hop, e.segment, before ? formatNs(e.beforeP50Ns) : "-", after ? formatNs(e.afterP50Ns) : "-",
-                    before ? formatNs(e.beforeP99Ns) : "-", after ? formatNs(e.afterP99Ns) : "-",
+            let inBefore = e.verdict != .onlyAfter, inAfter = e.verdict != .onlyBefore
+            return [e.hop, e.segment, inBefore ? formatNs(e.beforeP50Ns) : "-", inAfter ? formatNs(e.afterP50Ns) : "-",
+                    inBefore ? formatNs(e.beforeP99Ns) : "-", inAfter ? formatNs(e.afterP99Ns) : "-",
                     e.verdict.hasChange ? ChangeChart.percent(e.p99ChangePercent) : "",
                     e.verdict.hasInterval ? "[\(ChangeChart.percent(e.p99LowPercent)), \(ChangeChart.percent(e.p99HighPercent))]" : "",
                     "\(e.windowsBefore) / \(e.windowsAfter)", e.verdict.rawValue]

@@ -79,8 +79,7 @@ enum Page {
 
     /// What a hop is called on the pages, in every heading of it: `label` (its
     /// devices), then the workloads at either end where one is known ("-" the other).
-    static func hopTitle(_ label: String, _ key: HopKey?, names: NameTable) -> String {
-        guard let key else { return label }
+    static func hopTitle(_ label: String, _ key: HopKey, names: NameTable) -> String {
         let workloads = [key.from, key.to].map { names.workloads[$0.netns]?.label ?? "-" }
         return workloads.allSatisfy { $0 == "-" } ? label : "\(label)  (\(workloads.joined(separator: " -> ")))"
     }

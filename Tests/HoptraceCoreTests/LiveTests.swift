@@ -29,6 +29,14 @@ final class LiveTests: XCTestCase {
         cumulative.record(1_000_000)
         XCTAssertEqual(cumulative.subtracting(earlier).max, 1_000_000)
         XCTAssertEqual(cumulative.subtracting(cumulative).count, 0)
+        // started afresh in between (a hop forgotten and seen again): all of it, even
+        // with more values than before, as long as one bucket lost some
+        var afresh = Histogram()
+        for v in stride(from: UInt64(1_000), to: 9_000_000, by: 300) { afresh.record(v) }
+        XCTAssertGreaterThan(afresh.count, earlier.count)
+        XCTAssertFalse(afresh.follows(earlier))
+        XCTAssertEqual(afresh.subtracting(earlier), afresh)
+        XCTAssertTrue(cumulative.follows(earlier))
     }
 
     static let a = Endpoint(netns: 1, ifindex: 2), b = Endpoint(netns: 3, ifindex: 4)

@@ -40,7 +40,7 @@ final class ReportPageTests: XCTestCase {
         var t = s
         t.p50Ns = 2_000
         t.p99Ns = 6_000
-        let svg = BreakdownChart.svg(hop: "a -> b", segments: ["qdisc": s, "backlog": t], scale: scale)
+        let svg = BreakdownChart.svg(hop: "a -> b", title: "a -> b", segments: ["qdisc": s, "backlog": t], scale: scale)
         let widths = try rects(svg).map(\.width)
         let unit = (scale.to - scale.from) / scale.high // pixels per ns
         XCTAssertEqual(widths.count, 4, "qdisc and backlog, at p50 and at p99")
@@ -83,7 +83,7 @@ final class ReportPageTests: XCTestCase {
         let scale = ChangeChart.scale(entries)
         XCTAssertEqual(scale.high, 200, "the largest change (120 %), not the interval's +3848 %")
         XCTAssertEqual(scale.position(50) - scale.position(0), (scale.to - scale.from) / 8, accuracy: 1e-9)
-        let svg = ChangeChart.svg(hop: "a -> b", entries: entries, scale: scale)
+        let svg = ChangeChart.svg(hop: "a -> b", title: "a -> b", entries: entries, scale: scale)
         XCTAssertEqual(count(svg, "class=\"interval unchanged clipped\""), 1, "qdisc's interval runs off the +200 end only")
         XCTAssertTrue(svg.contains("the interval goes on to +3848.0%"))
         XCTAssertEqual(count(svg, "<line class=\"interval"), 2, "no interval bar for too few windows")
