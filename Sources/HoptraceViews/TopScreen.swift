@@ -159,8 +159,9 @@ public struct TopScreen: Sendable {
 
         init(width: Int, longestHop: Int, historyLength: Int) {
             let figures = 5 * Self.number
-            // the name whole up to 40 characters, at least 16 (cut in the middle)
-            hop = max(8, min(max(longestHop + 1, 16), 40, width - figures))
+            // the name whole (at least 16 wide) while a sparkline of 8 still fits; else
+            // what is left, cut in the middle
+            hop = max(8, min(max(longestHop + 1, 16), width - figures - 2 - 8))
             var left = width - hop - figures
             reason = 0
             // the reason once the sparkline has half a minute (it is in --json anyway)

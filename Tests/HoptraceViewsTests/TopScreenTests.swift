@@ -105,6 +105,20 @@ final class TopScreenTests: XCTestCase {
         XCTAssertEqual(s.rows.map(\.hop), ["db/eth0 -> host/veth2"], "silent for a minute: gone")
     }
 
+    /// A long hop name stays whole on a wide terminal (the tests' lab names are 40
+    /// characters and more), and is cut in the middle only when the figures and a
+    /// short sparkline would not fit.
+    func testLongNamesStayWholeWhenThereIsRoom() {
+        var s = TopScreen(intervalSeconds: 1)
+        let name = "ht-204770-29-a/eth0 -> ht-204770-29-hub/veth-long-name"
+        s.show(Self.interval([Self.hop(name, pps: 10, p50: 1_000, p99: 2_000)]))
+        let wide = s.lines(width: 200, height: 10, context: "", clock: "").map(\.text)
+        XCTAssertTrue(wide.contains { $0.hasPrefix(name + " ") }, wide.joined(separator: "\n"))
+        XCTAssertTrue(wide[1].contains(" 60S"), "and a sparkline: \(wide[1])")
+        let narrow = s.lines(width: 80, height: 10, context: "", clock: "").map(\.text)
+        XCTAssertTrue(narrow.contains { $0.hasPrefix("ht-204770-29-a") && $0.contains("…") }, narrow.joined(separator: "\n"))
+    }
+
     /// Names come from the node: an interface named with an escape sequence is drawn
     /// with "?" for its control characters, never sent to the terminal.
     func testControlCharactersInNamesAreNotSent() {
